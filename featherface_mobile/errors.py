@@ -1,0 +1,23 @@
+"""The one exception type whose message is shown to users as a one-line error."""
+
+
+class FeatherfaceError(Exception):
+    """A user-facing problem: the message names the problem and the fix, on one line."""
+
+
+class MissingDependency(FeatherfaceError):
+    def __init__(self, module: str, extra: str) -> None:
+        super().__init__(
+            f"{module} is not installed; install the '{extra}' extra: pip install 'featherface-mobile[{extra}]'"
+        )
+        self.module, self.extra = module, extra
+
+
+def require(module: str, extra: str):
+    """Import an optional dependency or raise a one-line error naming the extra to install."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingDependency(module, extra) from None
