@@ -77,8 +77,9 @@ def modulated_deform_conv2d(
     y, xs = _tap_positions(offset, kernel, stride, padding, dilation)
     cols = (sample_gather if portable else sample_grid)(x, y, xs)  # (N, C, K, Ho, Wo)
     n, c, k, ho, wo = cols.shape
-    cols = (cols * mask[:, None]).reshape(n, c * k, ho, wo)
-    return F.conv2d(cols, weight.reshape(weight.shape[0], c * k, 1, 1), bias)
+    cols = (cols * mask[:, None]).flatten(1, 2)
+    # flatten/unsqueeze keep the kernel shape static for exporters (no traced size arithmetic).
+    return F.conv2d(cols, weight.flatten(1)[:, :, None, None], bias)
 
 
 class ModulatedDeformConv2d(nn.Module):

@@ -1,0 +1,170 @@
+"""TFLite: float32, float16 and full-integer INT8 via onnx2tf (+ TFLiteConverter for INT8).
+
+Runs on ai-edge-litert (XNNPACK); falls back to tflite-runtime with a warning. Metadata is embedded
+in the flatbuffer's `metadata` table (name "featherface", JSON), readable without TensorFlow.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from featherface_mobile.errors import FeatherfaceError
+
+from .common import OUTPUT_NAMES, model_inputs, sample_images
+from .formats import ExportOptions, FormatSpec, register_format
+from .onnx_format import export_onnx
+
+METADATA_NAME = "featherface"
+
+
+def calibration_batches(model: nn.Module, opts: ExportOptions) -> np.ndarray:
+    """(K, S, S, 3) float32 NHWC calibration inputs, preprocessed exactly as at run time."""
+    images = sample_images(opts.calib_images, opts.calib, split="train")
+    if len(images) < 100:
+        warnings.warn(f"INT8 calibration on only {len(images)} images (fewer than 100): accuracy may suffer", stacklevel=2)
+    batches = model_inputs(images, opts.size, model.config.mean_bgr)
+    return np.concatenate([b.transpose(0, 2, 3, 1) for b in batches]).astype(np.float32)
+
+
+def export_tflite(model: nn.Module, opts: ExportOptions, path: Path, metadata: dict) -> dict:
+    precision = opts.precision
+    with tempfile.TemporaryDirectory(prefix="ff-tflite-") as tmp:
+        tmp = Path(tmp)
+        onnx_path = tmp / "model.onnx"
+        export_onnx(model, ExportOptions(size=opts.size), onnx_path, metadata)
+        args = [sys.executable, "-m", "featherface_mobile.export._tf_convert", str(onnx_path), str(tmp), precision]
+        calib = None
+        if precision == "int8" or True:
+            calib = tmp / "calib.npy"
+            np.save(calib, calibration_batches(model, opts) if precision == "int8" else
+                    calibration_batches(model, ExportOptions(size=opts.size, calib=opts.calib, calib_images=20)))
+            args.append(str(calib))
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+        proc = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp)
+        out_line = [ln for ln in proc.stdout.splitlines() if ln.startswith("TFLITE_OUTPUT=")]
+        if proc.returncode != 0 or not out_line:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise FeatherfaceError(f"TFLite conversion failed ({tail[0][:200]}); run with the ONNX export to inspect the graph")
+        produced = Path(out_line[0].split("=", 1)[1])
+        meta = dict(metadata, input_layout="NHWC", input_dtype="float32")
+        path.write_bytes(embed_metadata(produced.read_bytes(), meta))
+    return {"converter": "onnx2tf 1.29 + TFLiteConverter" if precision == "int8" else "onnx2tf 1.29"}
+
+
+def _schema():
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:
+        from tensorflow.lite.python import schema_py_generated as schema
+    return schema
+
+
+def embed_metadata(model_bytes: bytes, meta: dict) -> bytes:
+    """Return the .tflite bytes with `meta` as JSON in Model.metadata[name=featherface]."""
+    import flatbuffers
+
+    schema = _schema()
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(model_bytes, 0))
+    buf = schema.BufferT()
+    buf.data = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    model.buffers.append(buf)
+    entry = schema.MetadataT()
+    entry.name = METADATA_NAME
+    entry.buffer = len(model.buffers) - 1
+    model.metadata = [m for m in (model.metadata or []) if m.name != METADATA_NAME] + [entry]
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def read_metadata(path: Path) -> dict:
+    schema = _schema()
+    data = Path(path).read_bytes()
+    model = schema.Model.GetRootAs(data, 0)
+    for i in range(model.MetadataLength()):
+        m = model.Metadata(i)
+        if m.Name().decode() == METADATA_NAME:
+            return json.loads(model.Buffers(m.Buffer()).DataAsNumpy().tobytes().decode())
+    return {}
+
+
+def _interpreter_class():
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+        return Interpreter
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter
+    except ImportError:
+        from featherface_mobile.errors import MissingDependency
+
+        raise MissingDependency("ai_edge_litert", "tflite") from None
+    warnings.warn("ai-edge-litert is not installed; using tflite-runtime, which runs INT8 models 10-20x slower", stacklevel=3)
+    return Interpreter
+
+
+@dataclass
+class TFLiteRunner:
+    path: Path
+    threads: int = 2
+    name: str = "litert"
+    input_size: int | None = None
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.interpreter = _interpreter_class()(model_path=str(self.path), num_threads=self.threads)
+        self.interpreter.allocate_tensors()
+        self.metadata = read_metadata(self.path)
+        inp = self.interpreter.get_input_details()[0]
+        self._input = inp
+        self.input_size = int(inp["shape"][1])
+        self._outputs = self._match_outputs()
+
+    def _match_outputs(self) -> list[dict]:
+        """Output details in (loc, conf, landms) order: by name, else by last dimension 4/2/10."""
+        outs = self.interpreter.get_output_details()
+        by_name = {o["name"].split(":")[0]: o for o in outs}
+        if all(n in by_name for n in OUTPUT_NAMES):
+            return [by_name[n] for n in OUTPUT_NAMES]
+        by_dim = {int(o["shape"][-1]): o for o in outs}
+        return [by_dim[4], by_dim[2], by_dim[10]]
+
+    def __call__(self, batch_nchw: np.ndarray):
+        x = np.ascontiguousarray(batch_nchw.transpose(0, 2, 3, 1), dtype=np.float32)
+        if self._input["dtype"] != np.float32:
+            scale, zero = self._input["quantization"]
+            x = np.clip(np.round(x / scale + zero), -128 if self._input["dtype"] == np.int8 else 0,
+                        127 if self._input["dtype"] == np.int8 else 255).astype(self._input["dtype"])
+        self.interpreter.set_tensor(self._input["index"], x)
+        self.interpreter.invoke()
+        outs = []
+        for o in self._outputs:
+            y = self.interpreter.get_tensor(o["index"])
+            if o["dtype"] != np.float32:
+                scale, zero = o["quantization"]
+                y = (y.astype(np.float32) - zero) * scale
+            outs.append(y.astype(np.float32))
+        return tuple(outs)
+
+
+def _tflite_runner(path: Path, *, threads: int = 2, **_) -> TFLiteRunner:
+    return TFLiteRunner(Path(path), threads)
+
+
+register_format(FormatSpec(
+    name="tflite", suffix=".tflite", exporter=export_tflite, runner=_tflite_runner,
+    options=frozenset({"int8", "fp16", "calib"}), extra="tflite",
+    modules=("onnx", "onnxslim", "onnx2tf", "tensorflow", "ai_edge_litert"),
+    fp32_max_abs=1e-3,
+    notes="NHWC float32 input; INT8 is full-integer inside with float32 input/output tensors",
+))
