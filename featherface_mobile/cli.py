@@ -133,3 +133,82 @@ def golden(out, model, size, images) -> None:
 
     for p in write_golden(out, model, size, images):
         click.echo(p)
+
+
+@main.command()
+@click.option("--weights", type=click.Path(path_type=Path), help="trained checkpoint (default: the model's trained weights)")
+@click.option("--model", type=_model_choice(), help="architecture (detected from the checkpoint when omitted)")
+@click.option("--format", "formats", default="onnx", show_default=True, help="comma-separated: onnx,tflite,coreml")
+@click.option("--size", type=int, default=640, show_default=True, help="square input size (multiple of 32)")
+@click.option("--int8", is_flag=True, help="INT8: full-integer TFLite (calibrated), Core ML INT8 weights")
+@click.option("--fp16", is_flag=True, help="FP16 weights/activations (TFLite; Core ML is FP16 by default)")
+@click.option("--dynamic", is_flag=True, help="ONNX: dynamic batch and input size")
+@click.option("--with-postprocess", is_flag=True, help="ONNX: decoding and NMS inside the graph")
+@click.option("--max-faces", type=int, default=100, show_default=True, help="faces output by --with-postprocess")
+@click.option("--image-input", is_flag=True, help="Core ML: image input with the BGR mean baked in")
+@click.option("--calib", type=click.Path(path_type=Path), help="INT8 calibration images (default: shared WIDER train split)")
+@click.option("--calib-images", type=int, default=100, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("exports"), show_default=True)
+@click.option("--verify-images", type=int, default=8, show_default=True, help="real images used by the verification gate")
+@click.option("--keep-failed", is_flag=True, help="keep artefacts that fail verification")
+@click.option("--trust-checkpoint", is_flag=True, help="allow pickled objects in the checkpoint (weights_only=False)")
+@_one_line_errors
+def export(weights, model, formats, size, int8, fp16, dynamic, with_postprocess, max_faces, image_input, calib,
+           calib_images, out, verify_images, keep_failed, trust_checkpoint) -> None:
+    """Export a checkpoint to ONNX / TFLite / Core ML; every artefact is verified against PyTorch."""
+    import warnings
+
+    from .export import ExportOptions, export as run_export
+
+    warnings.filterwarnings("ignore", category=UserWarning)
+    options = ExportOptions(size=size, int8=int8, fp16=fp16, dynamic=dynamic, with_postprocess=with_postprocess,
+                            max_faces=max_faces, image_input=image_input, calib=calib, calib_images=calib_images)
+    result = run_export(weights, model=model, formats=_csv(formats), options=options, out=out,
+                        verify_images=verify_images, keep_failed=keep_failed, trust=trust_checkpoint, log=click.echo)
+    for art in result.artefacts:
+        click.echo(f"next: featherface detect --weights {art.path} IMAGE   |   featherface package {art.path} --out bundle.zip")
+    if not result.ok:
+        raise click.ClickException(f"{len(result.failed)} artefact(s) failed verification: " +
+                                   ", ".join(a.path.name for a in result.failed))
+
+
+@main.command()
+@click.argument("artefact", type=click.Path(path_type=Path))
+@click.option("--weights", type=click.Path(path_type=Path), help="the checkpoint it was exported from (default: the model's)")
+@click.option("--images", type=int, default=8, show_default=True)
+@click.option("--image-dir", type=click.Path(path_type=Path), help="real images to verify on (default: shared WIDER eval split)")
+@click.option("--json", "json_out", type=click.Path(path_type=Path))
+@_one_line_errors
+def verify(artefact, weights, images, image_dir, json_out) -> None:
+    """Compare an artefact with PyTorch: per-output error and decoded faces (exit 1 on failure)."""
+    from .export import verify as run_verify
+    from .io import write_json
+
+    report = run_verify(artefact, weights, images=images, image_dir=image_dir)
+    click.echo(report.summary())
+    if json_out:
+        write_json(json_out, report.as_dict())
+    if not report.passed:
+        raise click.ClickException(f"{artefact} failed verification ({report.gate})")
+
+
+@main.command()
+@click.argument("artefacts", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="bundle .zip to write")
+@click.option("--no-eval", is_flag=True, help="skip the WIDER AP of each artefact")
+@click.option("--golden-images", type=int, default=3, show_default=True)
+@_one_line_errors
+def package(artefacts, out, no_eval, golden_images) -> None:
+    """Bundle artefacts with manifest.json (metadata, sha256, verify, AP) and golden vectors."""
+    from .export.package import package as run_package
+
+    res = run_package(list(artefacts), out, evaluate_ap=not no_eval, golden_images=golden_images)
+    for rec in res.manifest["artefacts"]:
+        acc = rec.get("accuracy")
+        ap = f"  AP easy/medium/hard {acc['easy']:.3f}/{acc['medium']:.3f}/{acc['hard']:.3f}" if acc else ""
+        click.echo(f"{rec['file']}  {rec['bytes'] / 1024:.0f} KB{ap}")
+    click.echo(f"wrote {res.path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -64,12 +64,13 @@ def load_runner(path: str | Path | None, *, model: str | None = None, **kwargs) 
         return TorchRunner(net, metadata={"model": net.model_name})
     path = Path(path)
     suffix = ".pth" if path.suffix in (".pt", ".pth", ".tar", ".ckpt") else path.suffix
+    if not path.exists():
+        kind = "checkpoint" if suffix == ".pth" else "artefact"
+        raise FeatherfaceError(f"{kind} not found: {path}; check the path given to --weights")
     if suffix not in _RUNNERS:
         import featherface_mobile.export  # noqa: F401  (registers the artefact runners)
     if suffix not in _RUNNERS:
         raise FeatherfaceError(f"unsupported artefact type {path.suffix!r} for {path.name}; use .pth, .onnx, .tflite or .mlpackage")
-    if not path.exists():
-        raise FeatherfaceError(f"artefact not found: {path}; check the path")
     return _RUNNERS[suffix](path, model=model, **kwargs)
 
 
