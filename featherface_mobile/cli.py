@@ -210,5 +210,22 @@ def package(artefacts, out, no_eval, golden_images) -> None:
     click.echo(f"wrote {res.path}")
 
 
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("demo_out"), show_default=True)
+@click.option("--size", type=int, default=640, show_default=True)
+@_one_line_errors
+def demo(out, size) -> None:
+    """Detect, export to every format and verify, on the default model."""
+    import warnings
+
+    from .demo import run_demo
+
+    warnings.filterwarnings("ignore", category=UserWarning)
+    rows = run_demo(out, size=size, log=click.echo)
+    failed = [r.artefact for r in rows if not r.passed]
+    if failed:
+        raise click.ClickException(f"{len(failed)} artefact(s) failed verification (kept in {out} for inspection): {', '.join(failed)}")
+
+
 if __name__ == "__main__":
     main()
