@@ -40,6 +40,14 @@ def export_tflite(model: nn.Module, opts: ExportOptions, path: Path, metadata: d
     with tempfile.TemporaryDirectory(prefix="ff-tflite-") as tmp:
         tmp = Path(tmp)
         onnx_path = tmp / "model.onnx"
+        if precision == "int8":
+            from featherface_mobile.quant.equalize import int8_friendly
+
+            import torch
+
+            calib_nhwc = calibration_batches(model, opts)
+            batches = [torch.from_numpy(x.transpose(2, 0, 1)[None].copy()) for x in calib_nhwc[:32]]
+            model = int8_friendly(model, batches)  # same function, ranges that quantize better
         export_onnx(model, ExportOptions(size=opts.size), onnx_path, metadata)
         args = [sys.executable, "-m", "featherface_mobile.export._tf_convert", str(onnx_path), str(tmp), precision]
         calib = None
