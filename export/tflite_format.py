@@ -41,21 +41,20 @@ def export_tflite(model: nn.Module, opts: ExportOptions, path: Path, metadata: d
         tmp = Path(tmp)
         onnx_path = tmp / "model.onnx"
         if precision == "int8":
-            from featherface_mobile.quant.equalize import int8_friendly
+            from featherface_mobile.quant import prepare_for_int8
 
             import torch
 
             calib_nhwc = calibration_batches(model, opts)
             batches = [torch.from_numpy(x.transpose(2, 0, 1)[None].copy()) for x in calib_nhwc[:32]]
-            model = int8_friendly(model, batches)  # same function, ranges that quantize better
+            model = prepare_for_int8(model, batches)
         export_onnx(model, ExportOptions(size=opts.size), onnx_path, metadata)
         args = [sys.executable, "-m", "featherface_mobile.export._tf_convert", str(onnx_path), str(tmp), precision]
-        calib = None
-        if precision == "int8" or True:
-            calib = tmp / "calib.npy"
-            np.save(calib, calibration_batches(model, opts) if precision == "int8" else
-                    calibration_batches(model, ExportOptions(size=opts.size, calib=opts.calib, calib_images=20)))
-            args.append(str(calib))
+        # INT8: the representative dataset; float: onnx2tf's own output check wants sample images.
+        calib = tmp / "calib.npy"
+        np.save(calib, calib_nhwc if precision == "int8" else
+                calibration_batches(model, ExportOptions(size=opts.size, calib=opts.calib, calib_images=20)))
+        args.append(str(calib))
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
         proc = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp)
         out_line = [ln for ln in proc.stdout.splitlines() if ln.startswith("TFLITE_OUTPUT=")]

@@ -1,1 +1,4 @@
-"""Quantization: BN folding and channel equalization for INT8, calibration helpers, QAT hooks."""
+"""Quantization: INT8 preparation (BN folding, equalization), calibration, error reports, QAT hooks."""
+from .ptq import prepare_for_int8
+
+__all__ = ["prepare_for_int8"]
