@@ -364,3 +364,147 @@ def test_swift_format_names_match_the_docs():
     for fmt in re.findall(r'static let formatName = "([^"]+)"', src):
         assert f'"{fmt}"' in doc, f"Formats.swift reads {fmt!r}, which docs/formats.md does not define"
     assert len(re.findall(r"static let formatName", src)) == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# The Xcode project: a well-formed old-style plist whose references all resolve
+
+
+def _openstep(text: str):
+    """Parse an old-style (OpenStep) property list, the format of project.pbxproj."""
+    pos = 0
+    bare = re.compile(r"[A-Za-z0-9_$/:.\-+]+")
+
+    def skip():
+        nonlocal pos
+        while True:
+            m = re.compile(r"\s+|/\*.*?\*/|//[^\n]*", re.S).match(text, pos)
+            if not m or m.end() == pos:
+                return
+            pos = m.end()
+
+    def fail(what):
+        line = text.count("\n", 0, pos) + 1
+        raise ValueError(f"project.pbxproj line {line}: {what}")
+
+    def value():
+        nonlocal pos
+        skip()
+        c = text[pos:pos + 1]
+        if c == "{":
+            pos += 1
+            out = {}
+            while True:
+                skip()
+                if text[pos:pos + 1] == "}":
+                    pos += 1
+                    return out
+                key = value()
+                skip()
+                if text[pos:pos + 1] != "=":
+                    fail(f"expected '=' after key {key!r}")
+                pos += 1
+                out[key] = value()
+                skip()
+                if text[pos:pos + 1] != ";":
+                    fail(f"expected ';' after the value of {key!r}")
+                pos += 1
+        if c == "(":
+            pos += 1
+            items = []
+            while True:
+                skip()
+                if text[pos:pos + 1] == ")":
+                    pos += 1
+                    return items
+                items.append(value())
+                skip()
+                if text[pos:pos + 1] == ",":
+                    pos += 1
+                elif text[pos:pos + 1] != ")":
+                    fail("expected ',' or ')' in a list")
+        if c == '"':
+            m = re.compile(r'"((?:[^"\\]|\\.)*)"', re.S).match(text, pos)
+            if not m:
+                fail("unterminated string")
+            pos = m.end()
+            return m.group(1)
+        m = bare.match(text, pos)
+        if not m:
+            fail(f"unexpected {text[pos:pos + 20]!r}")
+        pos = m.end()
+        return m.group(0)
+
+    result = value()
+    skip()
+    if pos != len(text):
+        fail("trailing text after the top-level dictionary")
+    return result
+
+
+XCODEPROJ = IOS / "FeatherFaceDemo.xcodeproj"
+
+
+def _project() -> dict:
+    return _openstep((XCODEPROJ / "project.pbxproj").read_text())
+
+
+def test_xcode_project_parses_and_every_reference_resolves():
+    project = _project()
+    objects = project["objects"]
+    assert project["rootObject"] in objects
+    object_id = re.compile(r"^[0-9A-F]{24}$")
+
+    def refs(v):
+        if isinstance(v, dict):
+            for x in v.values():
+                yield from refs(x)
+        elif isinstance(v, list):
+            for x in v:
+                yield from refs(x)
+        elif isinstance(v, str) and object_id.match(v):
+            yield v
+
+    dangling = sorted({r for obj in objects.values() for r in refs(obj) if r not in objects})
+    assert not dangling, f"project.pbxproj references missing objects: {dangling}"
+    assert all("isa" in obj for obj in objects.values())
+
+
+def test_xcode_project_targets_point_at_real_folders_and_the_core_package():
+    objects = _project()["objects"]
+    by_isa: dict[str, list[dict]] = {}
+    for obj in objects.values():
+        by_isa.setdefault(obj["isa"], []).append(obj)
+    for group in by_isa["PBXFileSystemSynchronizedRootGroup"]:
+        folder = IOS / group["path"]
+        assert folder.is_dir() and any(folder.glob("*.swift")), f"synchronized folder {group['path']} has no Swift sources"
+    (package,) = by_isa["XCLocalSwiftPackageReference"]
+    manifest = (IOS / package["relativePath"] / "Package.swift").read_text()
+    for dep in by_isa["XCSwiftPackageProductDependency"]:
+        assert f'.library(name: "{dep["productName"]}"' in manifest, f"Package.swift has no product {dep['productName']}"
+    targets = {t["name"]: t for t in by_isa["PBXNativeTarget"]}
+    assert set(targets) == {"FeatherFaceDemo", "FeatherFaceDemoTests"}
+    for target in targets.values():
+        for cfg_id in objects[target["buildConfigurationList"]]["buildConfigurations"]:
+            settings = objects[cfg_id]["buildSettings"]
+            assert float(settings["IPHONEOS_DEPLOYMENT_TARGET"]) >= 16.0
+            if target["name"] == "FeatherFaceDemo":
+                assert settings["INFOPLIST_KEY_NSCameraUsageDescription"], "the camera needs a usage description"
+                assert settings["ENABLE_TESTABILITY"] == "YES", "the tests use @testable import in every configuration"
+
+
+def test_shared_scheme_tests_the_app_and_the_core_package():
+    import xml.etree.ElementTree as ET
+
+    objects = _project()["objects"]
+    scheme = ET.parse(XCODEPROJ / "xcshareddata" / "xcschemes" / "FeatherFaceDemo.xcscheme")
+    refs = scheme.getroot().iter("BuildableReference")
+    testables = [r.attrib for r in scheme.getroot().find("TestAction").iter("BuildableReference")]
+    for ref in refs:
+        if ref.attrib["ReferencedContainer"] == "container:FeatherFaceDemo.xcodeproj":
+            target = objects.get(ref.attrib["BlueprintIdentifier"])
+            assert target and target["name"] == ref.attrib["BlueprintName"], f"scheme names a missing target {ref.attrib}"
+    manifest = (IOS / "FaceDetectorCore" / "Package.swift").read_text()
+    package_tests = [t for t in testables if t["ReferencedContainer"] == "container:FaceDetectorCore"]
+    assert package_tests and all(f'.testTarget(name: "{t["BlueprintName"]}"' in manifest for t in package_tests)
+    assert any(t["BlueprintName"] == "FeatherFaceDemoTests" for t in testables)
