@@ -35,7 +35,10 @@ enum ModelLocator {
         let documentManifest = files.first { $0.lastPathComponent == "manifest.json" }
         for ext in ["mlmodelc", "mlpackage", "mlmodel"] {
             if let url = files.filter({ $0.pathExtension == ext }).sorted(by: { $0.lastPathComponent < $1.lastPathComponent }).first {
-                let compiled = ext == "mlmodelc" ? url : try MLModel.compileModel(at: url)
+                var compiled = url
+                if ext != "mlmodelc" {
+                    compiled = try MLModel.compileModel(at: url)
+                }
                 return Located(compiledModelURL: compiled, manifestURL: documentManifest, displayName: url.lastPathComponent)
             }
         }
