@@ -163,7 +163,8 @@ final class CoreTests: XCTestCase {
          "input": {"width": 320, "height": 320, "channel_order": "BGR", "mean": [1, 2, 3], "resize": "letterbox"},
          "outputs": [], "artefacts": [], "golden": null}
         """
-        let config = DetectorConfig(manifest: try JSONDecoder().decode(PackageManifest.self, from: Data(json.utf8)))
+        let manifest = try JSONDecoder().decode(PackageManifest.self, from: Data(json.utf8))
+        let config = DetectorConfig(manifest: manifest)
         XCTAssertEqual(config.inputWidth, 320)
         XCTAssertEqual(config.meanBGR, [1, 2, 3])
         XCTAssertEqual(config.priors, .fallback)
