@@ -50,7 +50,18 @@ def convert(onnx_path: Path, work: Path, precision: str, calib: Path | None) -> 
     conv.inference_input_type = tf.float32
     conv.inference_output_type = tf.float32
     out = work / f"{stem}_int8.tflite"
-    out.write_bytes(conv.convert())
+    if os.environ.get("FEATHERFACE_INT8_RANGES", "mse") == "minmax":
+        out.write_bytes(conv.convert())
+        return out
+    # Calibrate, clip activation ranges (featherface_mobile.quant.ranges), then quantize fully.
+    from tensorflow.lite.python.convert import mlir_quantize
+
+    from featherface_mobile.quant.ranges import mse_ranges
+
+    conv._experimental_calibrate_only = True
+    calibrated, summary = mse_ranges(conv.convert(), data[:16])
+    print(f"INT8_RANGES={summary}")
+    out.write_bytes(mlir_quantize(calibrated, input_data_type=tf.float32, output_data_type=tf.float32))
     return out
 
 

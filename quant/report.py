@@ -1,0 +1,248 @@
+"""Per-layer INT8 error report: which tensors of a quantized artefact lose the most signal.
+
+Use case: an INT8 export fails the verify gate and you want to know where the accuracy goes.
+Modelled on onnxruntime's `qdq_loss_debug`: collect activations -> match float vs quantized ->
+per-tensor SQNR. The float reference is the artefact's own *float twin*: the same graph with every
+INT8 tensor turned into float32 (constants dequantized, QUANTIZE/DEQUANTIZE ops bypassed), so
+every tensor matches one to one by index and the SQNR isolates the activation rounding that
+INT8 inference adds on top of the (already rounded) INT8 weights. Per-output errors are also
+given against the PyTorch model, which includes the weight rounding.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from featherface_mobile.errors import FeatherfaceError
+
+
+@dataclass
+class TensorError:
+    index: int
+    name: str
+    op: str  # the operator that produces the tensor
+    shape: list[int]
+    sqnr_db: float  # 10 log10(signal power / rounding noise power); higher is better
+    cosine: float
+    scale: float  # INT8 step of the tensor
+
+
+@dataclass
+class Int8Report:
+    artefact: str
+    images: int
+    tensors: list[TensorError]  # worst (lowest SQNR) first
+    outputs: dict[str, dict[str, float]]  # output -> {sqnr_db vs twin, cosine vs pytorch, ...}
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def table(self, top: int = 15) -> str:
+        lines = [f"INT8 error report of {Path(self.artefact).name} on {self.images} images "
+                 f"({len(self.tensors)} quantized tensors; worst first)",
+                 f"{'rank':>4} {'SQNR dB':>8} {'cosine':>8}  {'op':<18} tensor"]
+        for i, t in enumerate(self.tensors[:top]):
+            lines.append(f"{i + 1:>4} {t.sqnr_db:>8.2f} {t.cosine:>8.5f}  {t.op:<18} {t.name[:90]}")
+        lines.append("outputs: " + "; ".join(
+            f"{k}: " + ", ".join(f"{m} {v:.4g}" for m, v in d.items()) for k, d in self.outputs.items()))
+        return "\n".join(lines + self.notes)
+
+
+def sqnr_db(reference: np.ndarray, quantized: np.ndarray) -> float:
+    ref = reference.astype(np.float64).ravel()
+    noise = ref - quantized.astype(np.float64).ravel()
+    p_noise = float(noise @ noise)
+    return float("inf") if p_noise == 0 else 10.0 * np.log10(max(float(ref @ ref), 1e-30) / p_noise)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-30))
+
+
+def _schema():
+    from featherface_mobile.export.tflite_format import _schema as schema
+
+    return schema()
+
+
+def _op_names(schema) -> dict[int, str]:
+    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+
+
+def float_twin(model_bytes: bytes) -> tuple[bytes, dict[int, int]]:
+    """The INT8 .tflite with every quantized tensor in float32 and QUANTIZE/DEQUANTIZE bypassed.
+
+    Also returns, for each bypassed op's output tensor, the twin tensor that now stands for it.
+    """
+    import flatbuffers
+
+    schema = _schema()
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(model_bytes, 0))
+    codes = [c.builtinCode if c.builtinCode else c.deprecatedBuiltinCode for c in model.operatorCodes]
+    quantized = {schema.TensorType.INT8, schema.TensorType.UINT8, schema.TensorType.INT16, schema.TensorType.INT32}
+    bypass = {schema.BuiltinOperator.QUANTIZE, schema.BuiltinOperator.DEQUANTIZE}
+    for sg in model.subgraphs:
+        for t in sg.tensors:
+            q = t.quantization
+            if t.type not in quantized or q is None or q.scale is None or len(q.scale) == 0:
+                continue
+            buf = model.buffers[t.buffer]
+            if buf.data is not None and len(buf.data):
+                dtype = {schema.TensorType.INT8: np.int8, schema.TensorType.UINT8: np.uint8,
+                         schema.TensorType.INT16: np.int16, schema.TensorType.INT32: np.int32}[t.type]
+                raw = np.frombuffer(bytes(bytearray(buf.data)), dtype=dtype).astype(np.float32)
+                if t.shape is not None and len(t.shape) and int(np.prod(t.shape)) == raw.size:
+                    raw = raw.reshape(t.shape)
+                scale, zero = np.asarray(q.scale, np.float32), np.asarray(q.zeroPoint, np.float32)
+                if len(scale) > 1 and raw.ndim > q.quantizedDimension:  # per-channel along quantizedDimension
+                    bshape = [1] * raw.ndim
+                    bshape[q.quantizedDimension] = -1
+                    scale, zero = scale.reshape(bshape), zero.reshape(bshape)
+                buf.data = np.frombuffer(((raw - zero) * scale).astype(np.float32).tobytes(), np.uint8)
+            t.type, t.quantization = schema.TensorType.FLOAT32, None
+        # Bypass QUANTIZE/DEQUANTIZE (float -> float now): consumers read the op's input instead.
+        alias: dict[int, int] = {}
+        kept = []
+        for op in sg.operators:
+            if codes[op.opcodeIndex] in bypass:
+                alias[op.outputs[0]] = op.inputs[0]
+            else:
+                kept.append(op)
+
+        def root(i: int) -> int:
+            while i in alias:
+                i = alias[i]
+            return i
+        for op in kept:
+            op.inputs = [root(i) if i >= 0 else i for i in op.inputs]
+        sg.outputs = [root(i) for i in sg.outputs]
+        sg.operators = kept
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output()), {k: root(k) for k in alias}
+
+
+def _producers(model_bytes: bytes) -> dict[int, str]:
+    schema = _schema()
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(model_bytes, 0))
+    names = _op_names(schema)
+    codes = [c.builtinCode if c.builtinCode else c.deprecatedBuiltinCode for c in model.operatorCodes]
+    return {o: names.get(codes[op.opcodeIndex], "?") for op in model.subgraphs[0].operators for o in op.outputs}
+
+
+def tflite_report(artefact: str | Path, weights: str | Path | None = None, *, images: int = 8,
+                  image_dir: Path | None = None, split: str = "train") -> Int8Report:
+    """SQNR of every quantized tensor of an INT8 .tflite vs its float twin, on real images."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from featherface_mobile.checkpoint import load_model
+    from featherface_mobile.export.common import OUTPUT_NAMES, model_inputs, sample_images, torch_outputs
+    from featherface_mobile.export.tflite_format import TFLiteRunner, read_metadata
+
+    artefact = Path(artefact)
+    data = artefact.read_bytes()
+    meta = read_metadata(artefact)
+    from ai_edge_litert.interpreter import OpResolverType
+
+    twin, alias = float_twin(data)
+    # Without delegates, so every intermediate tensor stays readable.
+    plain = dict(experimental_preserve_all_tensors=True, num_threads=2,
+                 experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    q = Interpreter(model_content=data, **plain)
+    f = Interpreter(model_content=twin, **plain)
+    q.allocate_tensors()
+    f.allocate_tensors()
+    details = {d["index"]: d for d in q.get_tensor_details()}
+    if not any(d["dtype"] == np.int8 for d in details.values()):
+        raise FeatherfaceError(f"{artefact.name} has no INT8 tensors; the report is for INT8 artefacts (export with --int8)")
+    producers = _producers(data)
+    candidates = [i for i, d in details.items() if d["dtype"] == np.int8 and i in producers]
+    net = load_model(weights, meta.get("model")) if (weights or meta.get("model")) else None
+    size = int(q.get_input_details()[0]["shape"][1])
+    batches = model_inputs(sample_images(images, image_dir, split=split), size, (net.config.mean_bgr if net else meta["mean"]))
+    acc: dict[int, list[float]] = {i: [0.0, 0.0, 0.0, 0.0] for i in candidates}  # ref@ref, noise@noise, ref@got, got@got
+    runner = TFLiteRunner.__new__(TFLiteRunner)  # reuse the output matching/dequantization of the runner
+    out_ref, out_q, out_pt = [], [], []
+    for b in batches:
+        x = np.ascontiguousarray(b.transpose(0, 2, 3, 1))
+        for it in (q, f):
+            it.set_tensor(it.get_input_details()[0]["index"], x)
+            it.invoke()
+        for i in candidates:
+            d = details[i]
+            scale, zero = d["quantization"]
+            got = (q.get_tensor(i).astype(np.float64) - zero) * scale
+            ref = f.get_tensor(alias.get(i, i)).astype(np.float64)
+            a = acc[i]
+            a[0] += float((ref * ref).sum())
+            a[1] += float(((ref - got) ** 2).sum())
+            a[2] += float((ref * got).sum())
+            a[3] += float((got * got).sum())
+        for it, sink in ((q, out_q), (f, out_ref)):
+            runner.interpreter = it
+            sink.append([it.get_tensor(o["index"]).astype(np.float32) for o in TFLiteRunner._match_outputs(runner)])
+        if net is not None:
+            out_pt.append(torch_outputs(net, b))
+    tensors = []
+    for i, (rr, nn_, rg, gg) in acc.items():
+        d = details[i]
+        tensors.append(TensorError(i, d["name"], producers[i], [int(s) for s in d["shape"]],
+                                   float("inf") if nn_ == 0 else 10 * np.log10(max(rr, 1e-30) / nn_),
+                                   rg / max(np.sqrt(rr * gg), 1e-30), float(d["quantization"][0])))
+    tensors.sort(key=lambda t: t.sqnr_db)
+    outputs = {}
+    for k, name in enumerate(OUTPUT_NAMES):
+        ref = np.concatenate([o[k].ravel() for o in out_ref])
+        got = np.concatenate([o[k].ravel() for o in out_q])
+        outputs[name] = {"sqnr_db_vs_twin": sqnr_db(ref, got), "cosine_vs_twin": cosine(ref, got)}
+        if out_pt:
+            pt = np.concatenate([o[k].ravel() for o in out_pt])
+            outputs[name].update(sqnr_db_vs_pytorch=sqnr_db(pt, got), cosine_vs_pytorch=cosine(pt, got))
+    notes = [f"reference: float twin of the artefact (INT8 weights, float activations); images: {split} split"]
+    return Int8Report(str(artefact), len(batches), tensors, outputs, notes)
+
+
+def int8_report(artefact: str | Path, weights: str | Path | None = None, *, images: int = 8,
+                image_dir: Path | None = None, plot: str | Path | None = None, json_path: str | Path | None = None) -> Int8Report:
+    """Per-tensor INT8 error report of an artefact (.tflite), optionally with a plot and a JSON file."""
+    artefact = Path(artefact)
+    if not artefact.is_file():
+        raise FeatherfaceError(f"artefact not found: {artefact}; pass an INT8 .tflite produced by featherface export --int8")
+    if artefact.suffix != ".tflite":
+        raise FeatherfaceError(f"{artefact.name}: the INT8 report reads .tflite artefacts; export with --format tflite --int8")
+    report = tflite_report(artefact, weights, images=images, image_dir=image_dir)
+    if plot:
+        plot_report(report, plot)
+    if json_path:
+        from featherface_mobile.io import write_json
+
+        write_json(Path(json_path), report.as_dict())
+    return report
+
+
+def plot_report(report: Int8Report, path: str | Path, top: int = 30) -> None:
+    """Horizontal bars: SQNR of the `top` worst tensors, worst at the top."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from featherface_mobile.io import atomic_path
+
+    worst = report.tensors[:top]
+    fig, ax = plt.subplots(figsize=(9, 0.28 * len(worst) + 1.2))
+    labels = [f"{t.op} #{t.index} {t.name[-38:]}" for t in worst]
+    ax.barh(range(len(worst)), [t.sqnr_db for t in worst], color="tab:red")
+    ax.set_yticks(range(len(worst)), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("SQNR (dB), INT8 vs float twin; lower is worse")
+    ax.set_title(f"{Path(report.artefact).name}: {top} worst of {len(report.tensors)} tensors")
+    ax.grid(axis="x", alpha=0.3)
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
