@@ -52,3 +52,4 @@ def correct_biases(model: nn.Module, batches: list[torch.Tensor], *, calibration
             conv.bias = nn.Parameter(torch.zeros(conv.out_channels))
         conv.bias.data -= shift
     return out
+

@@ -43,18 +43,20 @@ def report_cmd(artefact: Path, weights: Path | None, images: int, image_dir: Pat
 @click.option("--epochs", default=1, show_default=True)
 @click.option("--steps", default=None, type=int, help="stop after this many steps (overrides --epochs)")
 @click.option("--size", default=640, show_default=True, help="training input size")
-@click.option("--lr", default=2e-5, show_default=True)
+@click.option("--lr", default=1e-5, show_default=True)
 @click.option("--distill", default=1.0, show_default=True, help="weight of distillation from the float model (0: off)")
+@click.option("--labels/--no-labels", default=True, show_default=True,
+              help="multibox loss on the data's boxes; --no-labels: distillation only (any images)")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("exports"), show_default=True)
 @click.option("--format", "formats", multiple=True, default=("tflite",), show_default=True,
               help="INT8 artefacts to export from the trained weights (repeatable; none: --format '')")
 @click.option("--export-size", default=640, show_default=True)
-def qat_cmd(weights, model, data, epochs, steps, size, lr, distill, out, formats, export_size) -> None:
+def qat_cmd(weights, model, data, epochs, steps, size, lr, distill, labels, out, formats, export_size) -> None:
     """Quantization-aware training (PT2E), then INT8 export of the trained weights."""
     from .qat import quantization_aware_training
 
     res = quantization_aware_training(weights, model=model, data=data, epochs=epochs, steps=steps, size=size, lr=lr,
-                                      distill=distill, out=out, formats=tuple(f for f in formats if f),
+                                      distill=distill, labels=labels, out=out, formats=tuple(f for f in formats if f),
                                       export_size=export_size, log=click.echo)
     click.echo(f"weights: {res.weights}")
     for a in res.artefacts:

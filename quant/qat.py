@@ -121,9 +121,9 @@ class QATLog:
 
 
 def train_qat(qat_model: nn.Module, teacher: nn.Module, samples: list[Sample], *, epochs: int = 1,
-              steps: int | None = None, lr: float = 1e-5, distill: float = 1.0, size: int | None = None,
-              seed: int = 0, log=None) -> QATLog:
-    """Train in place: multibox loss on the labels + `distill` x distillation from `teacher`."""
+              steps: int | None = None, lr: float = 1e-5, distill: float = 1.0, labels: bool = True,
+              size: int | None = None, seed: int = 0, log=None) -> QATLog:
+    """Train in place: multibox loss on the labels (unless `labels=False`) + `distill` x distillation."""
     size = size or samples[0].batch.shape[-1]
     teacher = teacher.eval()
     opt = torch.optim.Adam([p for p in qat_model.parameters() if p.requires_grad], lr=lr)
@@ -140,7 +140,7 @@ def train_qat(qat_model: nn.Module, teacher: nn.Module, samples: list[Sample], *
         with torch.no_grad():
             target = teacher(s.batch)
         out = qat_model(s.batch)
-        loss = multibox_loss(out, [s.boxes], size, teacher.config, teacher=target)
+        loss = multibox_loss(out, [s.boxes], size, teacher.config, teacher=target) if labels else out[0].new_zeros(())
         if distill:
             loss = loss + distill * distillation_loss(out, target)
         opt.zero_grad(set_to_none=True)
@@ -158,11 +158,12 @@ class QATResult:
     weights: Path  # trained float weights (BN folded), loadable with `load_model(..., model=...)`
     log: QATLog
     artefacts: list = field(default_factory=list)
+    reference_verify: list = field(default_factory=list)  # each artefact verified against the original weights
 
 
 def quantization_aware_training(weights: str | Path | None = None, *, model: str | None = None,
                                 data: str | Path | None = None, epochs: int = 1, steps: int | None = None,
-                                size: int = 416, lr: float = 1e-5, distill: float = 1.0,
+                                size: int = 640, lr: float = 1e-5, distill: float = 1.0, labels: bool = True,
                                 out: str | Path = "exports", formats: tuple[str, ...] = ("tflite",),
                                 export_size: int = 640, log=print) -> QATResult:
     """QAT on the train split, save the trained weights, and export INT8 artefacts from them."""
@@ -179,7 +180,8 @@ def quantization_aware_training(weights: str | Path | None = None, *, model: str
     qat_model = prepare_qat(start, samples[0].batch)
     teacher = start
     log(f"QAT {net.model_name}: {len(samples)} train images at {size}px, {steps or epochs * len(samples)} steps")
-    qlog = train_qat(qat_model, teacher, samples, epochs=epochs, steps=steps, lr=lr, distill=distill, size=size, log=log)
+    qlog = train_qat(qat_model, teacher, samples, epochs=epochs, steps=steps, lr=lr, distill=distill, labels=labels,
+                     size=size, log=log)
     tuned = qat_weights(qat_model, start)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -196,6 +198,11 @@ def quantization_aware_training(weights: str | Path | None = None, *, model: str
         res = export(wpath, model=net.model_name, formats=list(formats),
                      options=ExportOptions(size=export_size, int8=True), out=out, keep_failed=True, log=log)
         result.artefacts = res.artefacts + res.failed
+        from featherface_mobile.export.verify import verify
+
+        for art in result.artefacts:  # the gate that matters: INT8 artefact vs the *original* float model
+            result.reference_verify.append(verify(art.path, reference_model=net))
+            log("  vs the original float model: " + result.reference_verify[-1].summary())
     return result
 
 
