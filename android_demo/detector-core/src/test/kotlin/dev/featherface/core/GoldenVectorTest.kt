@@ -26,7 +26,7 @@ class GoldenVectorTest {
     }
 
     private fun goldenDir(): File {
-        val path = System.getProperty("featherface.golden.dir") ?: System.getenv("FEATHERFACE_GOLDEN_DIR")
+        val path = (System.getProperty("featherface.golden.dir") ?: System.getenv("FEATHERFACE_GOLDEN_DIR"))?.takeIf { it.isNotBlank() }
             ?: throw AssertionError("FEATHERFACE_GOLDEN_DIR is not set: write golden vectors with `python -m featherface_mobile.golden --out DIR` and set it to DIR")
         val dir = File(path)
         if (!File(dir, "index.json").isFile) fail("$dir/index.json not found: FEATHERFACE_GOLDEN_DIR must point at a golden directory")
