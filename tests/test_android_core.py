@@ -3,7 +3,8 @@
 (a) every .kt / .kts file under android_demo/ parses with tree-sitter-kotlin (no ERROR / MISSING nodes);
 (b) the pure Kotlin module android_demo/detector-core is compiled with kotlinc and its JUnit tests run
     (run-tests.sh) against golden vectors written here by `featherface_mobile.golden.write_golden`:
-    the Kotlin decoder must reproduce the Python faces (count, order, 0.01 px).
+    the Kotlin decoder must reproduce the Python faces (count, order, 0.01 px);
+(c) scripts/copy-model.sh puts a bundle's manifest and .tflite files where the app reads them.
 """
 from __future__ import annotations
 
@@ -118,3 +119,32 @@ def test_run_tests_fails_without_a_golden_dir():
     env = {k: v for k, v in os.environ.items() if k != "FEATHERFACE_GOLDEN_DIR"}
     proc = subprocess.run(["bash", str(RUN_TESTS)], capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode != 0 and "GOLDEN_DIR" in proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Putting a packaged model into the app
+
+
+def test_copy_model_script_unpacks_manifest_and_tflite(tmp_path: Path):
+    import zipfile
+
+    bundle = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(bundle, "w") as z:
+        z.writestr("manifest.json", '{"format": "featherface-package/1"}')
+        z.writestr("m_int8.tflite", b"TFL3")
+        z.writestr("golden/index.json", "{}")
+    image = tmp_path / "face.jpg"
+    image.write_bytes(b"\xff\xd8")
+    dest = tmp_path / "assets" / "model"
+    script = ANDROID / "scripts" / "copy-model.sh"
+    proc = subprocess.run(["bash", str(script), str(bundle), str(image)], capture_output=True, text=True,
+                          env={**os.environ, "ASSETS_DIR": str(dest)}, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in dest.iterdir()) == ["benchmark.jpg", "m_int8.tflite", "manifest.json"]
+
+    no_model = tmp_path / "empty.zip"
+    with zipfile.ZipFile(no_model, "w") as z:
+        z.writestr("manifest.json", "{}")
+    proc = subprocess.run(["bash", str(script), str(no_model)], capture_output=True, text=True,
+                          env={**os.environ, "ASSETS_DIR": str(dest)}, timeout=60)
+    assert proc.returncode != 0 and "no .tflite artefact" in proc.stderr
