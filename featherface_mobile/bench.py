@@ -762,9 +762,13 @@ def plot_results(results: list[BenchResult], path: str | Path, *, title: str = "
     e2e = [r.e2e_median_ms or 0.0 for r in results]
     ax.barh(y, e2e, height=0.8, color="#b7cbe6", label="end to end (pre + model + post)")
     ax.barh(y, [r.median_ms for r in results], height=0.5, color="#2b6cb0", label="model only")
+    for yi, r in zip(y, results):
+        ax.text(max(r.median_ms, r.e2e_median_ms or 0.0) * 1.03, yi, f"{r.median_ms:.1f}", va="center", fontsize=6)
+    if max(r.median_ms for r in results) > 20 * min(r.median_ms for r in results):
+        ax.set_xscale("log")  # sub-millisecond peers and 100 ms checkpoints on one readable axis
     ax.set_yticks(y, labels, fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel("median latency, ms (lower is better)")
+    ax.set_xlabel("median latency, ms (lower is better); bar label = model-only median")
     ax.set_title(title or "featherface bench", fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(axis="x", alpha=0.3)
