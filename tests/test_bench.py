@@ -89,3 +89,11 @@ def test_mac_counter_counts_the_deformable_sampling():
     assert v1.deform_matmul > 0 and v1.deform_sampling > 0 and v1.total > v1.conv
     rf = count_macs(create_model("retinaface-mnet025"), 640)
     assert rf.deform_sampling == 0 and math.isclose(rf.total / count_macs(create_model("retinaface-mnet025"), 320).total, 4, rel_tol=0.01)
+
+
+@pytest.mark.skipif(__import__("platform").system() == "Darwin", reason="macOS has a Core ML runtime")
+def test_bench_refuses_coreml_without_a_runtime(tmp_path):
+    pkg = tmp_path / "model.mlpackage"
+    pkg.mkdir()
+    res = CliRunner().invoke(bench, [str(pkg)])
+    assert res.exit_code == 1 and "no Core ML runtime on Linux" in res.output
