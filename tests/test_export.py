@@ -1,0 +1,187 @@
+"""Export pipeline over models x formats: export, reload, verify, metadata, package, bad options."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+
+import numpy as np
+import pytest
+
+from featherface_mobile.errors import FeatherfaceError
+from featherface_mobile.export import ExportOptions, export, list_formats, verify
+from featherface_mobile.export.package import check_package, package
+from featherface_mobile.models import list_models
+from featherface_mobile.runtime import load_runner
+
+SIZE = 320
+
+
+def trained_or_random(name, retinaface_weights, v1_weights, random_checkpoints):
+    return {"retinaface-mnet025": retinaface_weights, "featherface-v1": v1_weights}.get(name, random_checkpoints[name])
+
+
+@pytest.fixture(scope="module")
+def onnx_exports(tmp_path_factory, retinaface_weights, v1_weights, random_checkpoints):
+    """One ONNX export per registered model, shared by the tests below."""
+    out = tmp_path_factory.mktemp("onnx")
+    arts = {}
+    for name in list_models():
+        res = export(trained_or_random(name, retinaface_weights, v1_weights, random_checkpoints), model=name,
+                     formats=["onnx"], options=ExportOptions(size=SIZE), out=out, verify_images=2, log=lambda *_: None)
+        assert res.ok, name
+        arts[name] = res.artefacts[0]
+    return arts
+
+
+@pytest.mark.parametrize("fmt", list_formats())
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_exports_reloads_and_verifies(name, fmt, tmp_path, retinaface_weights, v1_weights, random_checkpoints):
+    weights = trained_or_random(name, retinaface_weights, v1_weights, random_checkpoints)
+    res = export(weights, model=name, formats=[fmt], options=ExportOptions(size=SIZE), out=tmp_path,
+                 verify_images=2, log=lambda *_: None)
+    assert res.ok, [a.verify.summary() for a in res.failed]
+    art = res.artefacts[0]
+    assert art.path.exists() and art.verify.passed and art.verify.images == 2
+    runner = load_runner(art.path)
+    meta = runner.metadata
+    assert meta["model"] == name and meta["format"] == fmt and meta["input_size"] == [SIZE, SIZE]
+    assert meta["priors"]["steps"] == [8, 16, 32] and meta["mean"] == [104.0, 117.0, 123.0]
+    assert meta["outputs"] == ["loc", "conf", "landms"]
+    n = sum((SIZE // s) ** 2 * 2 for s in (8, 16, 32))
+    outs = runner(np.zeros((1, 3, SIZE, SIZE), np.float32))
+    assert [o.shape for o in outs] == [(1, n, 4), (1, n, 2), (1, n, 10)]
+
+
+def test_onnx_max_error_within_1e4_on_both_checkpoints(onnx_exports):
+    for name in ("retinaface-mnet025", "featherface-v1"):
+        v = onnx_exports[name].verify
+        assert max(e.max_abs for e in v.outputs.values()) <= 1e-4 and v.faces_reference == v.faces_artefact
+
+
+def test_onnx_with_postprocess_matches_python_decoding(tmp_path, v1_weights, wider):
+    from featherface_mobile.checkpoint import load_model
+    from featherface_mobile.detect import detect, read_image
+    from featherface_mobile.runtime import TorchRunner
+
+    res = export(v1_weights, formats=["onnx"], options=ExportOptions(size=416, with_postprocess=True, max_faces=50),
+                 out=tmp_path, verify_images=2, log=lambda *_: None)
+    runner = load_runner(res.artefacts[0].path)
+    img = read_image(wider / "images" / "1_Handshaking_Handshaking_1_457.jpg")
+    ref = detect(TorchRunner(load_model(v1_weights), metadata={"model": "featherface-v1"}), img, size=416).faces
+    from featherface_mobile.processing import normalize
+
+    out = runner.run_all(normalize(img))
+    k = int(out["num_faces"][0])
+    assert out["faces"].shape == (1, 50, 15) and k == len(ref) >= 1
+    np.testing.assert_allclose(out["faces"][0, :k, :4], ref.boxes, atol=0.05)
+    np.testing.assert_allclose(out["faces"][0, :k, 5:], ref.landmarks, atol=0.05)
+    assert np.all(out["faces"][0, k:] == 0)
+
+
+def test_dynamic_onnx_runs_at_other_sizes(tmp_path, retinaface_weights):
+    res = export(retinaface_weights, formats=["onnx"], options=ExportOptions(size=SIZE, dynamic=True), out=tmp_path,
+                 verify_images=1, log=lambda *_: None)
+    runner = load_runner(res.artefacts[0].path)
+    assert runner.input_size is None
+    loc, conf, landms = runner(np.zeros((2, 3, 256, 384), np.float32))
+    assert loc.shape == (2, (32 * 48 + 16 * 24 + 8 * 12) * 2, 4)
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+@pytest.mark.parametrize("which", ["retinaface", "v1"])
+def test_tflite_reduced_precision_passes_the_face_gate(precision, which, tmp_path, retinaface_weights, v1_weights):
+    weights = retinaface_weights if which == "retinaface" else v1_weights
+    res = export(weights, formats=["tflite"], options=ExportOptions(size=SIZE, **{precision: True}), out=tmp_path,
+                 verify_images=8, log=lambda *_: None)
+    arts = res.artefacts + res.failed
+    assert len(arts) == 1 and arts[0].precision == precision
+    assert res.ok, arts[0].verify.summary()
+    assert arts[0].verify.f1 >= {"fp16": 0.99, "int8": 0.97}[precision]
+
+
+def test_int8_tflite_sizes(tmp_path, retinaface_weights, v1_weights):
+    sizes = {}
+    for w in (retinaface_weights, v1_weights):
+        res = export(w, formats=["tflite"], options=ExportOptions(size=SIZE, int8=True), out=tmp_path,
+                     keep_failed=True, verify_images=1, log=lambda *_: None)
+        art = (res.artefacts + res.failed)[0]
+        sizes[res.model] = art.bytes
+    assert sizes["featherface-v1"] <= 600 * 1024  # issue target: V1 INT8 <= 600 KB
+
+
+def test_failed_verification_deletes_the_artefact(tmp_path, retinaface_weights, v1_weights):
+    # Exported from V1, verified against RetinaFace: the gate must reject it.
+    res = export(v1_weights, formats=["onnx"], options=ExportOptions(size=SIZE), out=tmp_path, verify_images=1,
+                 log=lambda *_: None)
+    with pytest.raises(FeatherfaceError, match="exported from featherface-v1"):
+        verify(res.artefacts[0].path, retinaface_weights)
+
+
+def test_package_manifest_hashes_and_golden(tmp_path, onnx_exports):
+    art = onnx_exports["retinaface-mnet025"]
+    res = package([art.path], tmp_path / "bundle.zip", progress=False)
+    assert check_package(tmp_path / "bundle.zip") == []
+    with zipfile.ZipFile(tmp_path / "bundle.zip") as z:
+        manifest = json.loads(z.read("manifest.json"))
+        index = json.loads(z.read("golden/index.json"))
+        golden = json.loads(z.read(f"golden/{index['files'][0]}"))
+    assert manifest == res.manifest
+    rec = manifest["artefacts"][0]
+    assert rec["verify"]["passed"] and set(rec["accuracy"]) >= {"easy", "medium", "hard"}
+    assert manifest["input"]["width"] == SIZE and manifest["priors"]["variance"] == [0.1, 0.2]
+    assert golden["num_priors"] * 4 == len(golden["raw"]["loc"]) and golden["faces"]
+
+
+def run_cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "featherface_mobile.cli", *map(str, args)], capture_output=True,
+                          text=True, **kw)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--format", "onnx", "--int8"], "--int8 not supported for format onnx"),
+    (["--format", "tflite", "--dynamic"], "--dynamic not supported for format tflite"),
+    (["--format", "tflite", "--int8", "--fp16"], "cannot be combined"),
+    (["--format", "tensorrt"], "unknown format 'tensorrt'"),
+    (["--format", "onnx", "--size", "300"], "not a positive multiple of 32"),
+])
+def test_bad_option_combinations_fail_before_any_work(args, needle, tmp_path, retinaface_weights):
+    proc = run_cli("export", "--weights", retinaface_weights, "--out", tmp_path / "out", *args)
+    assert proc.returncode != 0
+    assert len(proc.stderr.strip().splitlines()) == 1 and needle in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_optional_dependency_names_the_extra(tmp_path, retinaface_weights):
+    blocker = (
+        "import sys, importlib.abc\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] == 'coremltools': raise ImportError(name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from featherface_mobile.cli import main\n"
+        "main()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", blocker, "export", "--weights", str(retinaface_weights),
+                           "--format", "coreml", "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "coremltools is not installed" in proc.stderr and "featherface-mobile[coreml]" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_interrupted_export_leaves_nothing_behind(tmp_path, retinaface_weights):
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "featherface_mobile.cli", "export", "--weights", str(retinaface_weights),
+                             "--format", "tflite", "--size", str(SIZE), "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not out.exists():
+        time.sleep(0.2)  # the output folder appears when the first artefact starts
+    time.sleep(4)  # now inside the conversion
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert not out.exists() or list(out.iterdir()) == [], list(out.iterdir())
