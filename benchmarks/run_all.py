@@ -1,7 +1,7 @@
 """Reproduce the README speed + accuracy tables in one run.
 
 Exports every registered model to ONNX and TFLite fp32/fp16/int8 at each size (trained checkpoints
-where they exist, a seeded random init otherwise: speed only, AP "untrained"), benchmarks them
+where they exist, a seeded untrained stand-in otherwise: speed only, AP "untrained"), benchmarks them
 interleaved beside their PyTorch checkpoint and the MediaPipe BlazeFace peers, measures the
 machine's peak on one large convolution in each runtime, adds MACs and WIDER AP, and writes
 benchmarks/results/{bench_results.json, README_tables.md, bench_<size>.png}.
@@ -22,7 +22,8 @@ import torch
 
 from featherface_mobile import bench as B
 from featherface_mobile.io import write_json
-from featherface_mobile.models import create_model, list_models
+from featherface_mobile.models import list_models
+from featherface_mobile.models.standin import untrained_standin
 from featherface_mobile.paths import shared_dir, wider_val_dir
 
 TRAINED = {"retinaface-mnet025": "weights/retinaface_mnet025/mobilenet0.25_Final.pth",
@@ -36,23 +37,17 @@ def log(msg: str) -> None:
 
 
 def checkpoints(models: list[str], out: Path) -> dict[str, tuple[Path, bool]]:
-    """model -> (checkpoint, trained?). Untrained: seeded random init with non-trivial BN statistics."""
+    """model -> (checkpoint, trained?). Untrained: the seeded stand-in of models/standin.py."""
     shared = shared_dir()
     found = {}
     for name in models:
         if name in TRAINED and shared and (shared / TRAINED[name]).is_file():
             found[name] = (shared / TRAINED[name], True)
             continue
-        path = out / "checkpoints" / f"{name}_untrained_seed0.pth"
+        path = out / "checkpoints" / f"{name}_standin_seed0.pth"
         if not path.is_file():
-            torch.manual_seed(0)
-            model = create_model(name)
-            for m in model.modules():
-                if isinstance(m, torch.nn.BatchNorm2d):
-                    m.running_var.uniform_(0.5, 2.0)
-                    m.running_mean.uniform_(-0.1, 0.1)
             path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(model.state_dict(), path)
+            torch.save(untrained_standin(name).state_dict(), path)
         found[name] = (path, False)
     return found
 
@@ -146,7 +141,7 @@ def main() -> None:
     artefacts: dict[tuple[str, int], list[dict]] = {}
     for name, (weights, trained) in ckpts.items():
         for size in sizes:
-            log(f"export {name} {size} ({'trained' if trained else 'untrained, seeded random init'})")
+            log(f"export {name} {size} ({'trained' if trained else 'untrained stand-in'})")
             artefacts[name, size] = [{"path": weights, "format": "pytorch", "precision": "fp32", "verify_passed": True}] + \
                 export_all(name, weights, size, a.work)
     peaks_paths = B.peak_conv_artefacts(a.work / "peak")
@@ -175,7 +170,7 @@ def main() -> None:
             res = B.benchmark(paths + peers, threads=(t,), size=size, warmup=a.warmup, runs=a.runs)
             for r, (name, art) in zip(res, group):
                 trained = ckpts[name][1]
-                r.notes += [] if trained else ["untrained (seeded random init): speed only"]
+                r.notes += [] if trained else ["untrained (seeded stand-in): speed only"]
                 if art["verify_passed"] is False:
                     r.notes.append("failed the export accuracy gate (kept for speed)")
                 meta[r.artefact] = {"model": name, "trained": trained, "format": art["format"], "size": size}

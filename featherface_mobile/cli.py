@@ -227,5 +227,16 @@ def demo(out, size) -> None:
         raise click.ClickException(f"{len(failed)} artefact(s) failed verification (kept in {out} for inspection): {', '.join(failed)}")
 
 
+def _register_subcommands() -> None:
+    """Commands defined beside their library modules (bench, quantize) join the one CLI here."""
+    from .bench_cli import bench
+    from .quant.cli import quantize
+
+    main.add_command(bench)
+    main.add_command(quantize)
+
+
+_register_subcommands()
+
 if __name__ == "__main__":
     main()

@@ -40,20 +40,14 @@ def wider(shared) -> Path:
 
 @pytest.fixture(scope="session")
 def random_checkpoints(tmp_path_factory) -> dict[str, Path]:
-    """A seeded random-init checkpoint for every registered model (those without trained weights)."""
-    from featherface_mobile.models import create_model, list_models
+    """A seeded untrained stand-in checkpoint for every registered model (those without trained weights)."""
+    from featherface_mobile.models import list_models
+    from featherface_mobile.models.standin import untrained_standin
 
     out = tmp_path_factory.mktemp("ckpt")
     paths = {}
     for name in list_models():
-        torch.manual_seed(0)
-        model = create_model(name)
-        # Non-trivial BN statistics so outputs are not degenerate.
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_var.uniform_(0.5, 2.0)
-                m.running_mean.uniform_(-0.1, 0.1)
         p = out / f"{name}.pth"
-        torch.save(model.state_dict(), p)
+        torch.save(untrained_standin(name).state_dict(), p)
         paths[name] = p
     return paths

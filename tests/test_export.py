@@ -13,11 +13,15 @@ import pytest
 
 from featherface_mobile.errors import FeatherfaceError
 from featherface_mobile.export import ExportOptions, export, list_formats, verify
+from featherface_mobile.export.formats import get_format
 from featherface_mobile.export.package import check_package, package
 from featherface_mobile.models import list_models
 from featherface_mobile.runtime import load_runner
 
 SIZE = 320
+
+
+TRAINED = ("retinaface-mnet025", "featherface-v1")
 
 
 def trained_or_random(name, retinaface_weights, v1_weights, random_checkpoints):
@@ -41,11 +45,19 @@ def onnx_exports(tmp_path_factory, retinaface_weights, v1_weights, random_checkp
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_exports_reloads_and_verifies(name, fmt, tmp_path, retinaface_weights, v1_weights, random_checkpoints):
     weights = trained_or_random(name, retinaface_weights, v1_weights, random_checkpoints)
+    # An untrained stand-in's decoded faces mean nothing, so its gate is raw-output parity alone.
     res = export(weights, model=name, formats=[fmt], options=ExportOptions(size=SIZE), out=tmp_path,
-                 verify_images=2, log=lambda *_: None)
-    assert res.ok, [a.verify.summary() for a in res.failed]
-    art = res.artefacts[0]
-    assert art.path.exists() and art.verify.passed and art.verify.images == 2
+                 verify_images=2, keep_failed=name not in TRAINED, log=lambda *_: None)
+    if name in TRAINED:
+        assert res.ok, [a.verify.summary() for a in res.failed]
+    art = (res.artefacts + res.failed)[0]
+    assert art.path.exists() and art.verify.images == 2
+    if name in TRAINED:
+        assert art.verify.passed
+    elif art.precision == "fp32":
+        assert max(e.max_abs for e in art.verify.outputs.values()) <= get_format(fmt).fp32_max_abs, art.verify.summary()
+    else:
+        assert min(e.cosine for e in art.verify.outputs.values()) >= 0.999, art.verify.summary()
     runner = load_runner(art.path)
     meta = runner.metadata
     assert meta["model"] == name and meta["format"] == fmt and meta["input_size"] == [SIZE, SIZE]
@@ -142,7 +154,7 @@ def run_cli(*args, **kw):
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--format", "onnx", "--int8"], "--int8 not supported for format onnx"),
+    (["--format", "onnx", "--fp16"], "--fp16 not supported for format onnx"),
     (["--format", "tflite", "--dynamic"], "--dynamic not supported for format tflite"),
     (["--format", "tflite", "--int8", "--fp16"], "cannot be combined"),
     (["--format", "tensorrt"], "unknown format 'tensorrt'"),

@@ -57,4 +57,5 @@ echo "kotlinc: detector-core tests" >&2
 
 CLASSES=$(cd "$OUT/test" && find . -name '*Test.class' ! -name '*$*' | sed -e 's|^\./||' -e 's|\.class$||' -e 's|/|.|g' | sort)
 [ -n "$CLASSES" ] || { echo "no test classes were compiled" >&2; exit 1; }
-java -cp "$OUT/test:$OUT/main:$STDLIB:$JUNIT:$HAMCREST" org.junit.runner.JUnitCore $CLASSES
+# src/test/resources goes on the classpath, as Gradle puts it (BenchmarkReportExampleTest reads it).
+java -cp "$OUT/test:$HERE/src/test/resources:$OUT/main:$STDLIB:$JUNIT:$HAMCREST" org.junit.runner.JUnitCore $CLASSES

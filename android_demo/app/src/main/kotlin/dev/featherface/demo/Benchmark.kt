@@ -16,6 +16,8 @@ data class BenchmarkOptions(
     val threads: Int = DetectorSettings.DEFAULT_THREADS,
     val warmup: Int = DEFAULT_WARMUP,
     val runs: Int = DEFAULT_RUNS,
+    /** A folder holding a bundle's manifest.json and .tflite files (pushed by the host), instead of the APK's assets. */
+    val modelDir: String? = null,
 ) {
     init {
         require(warmup >= 0) { "warmup must be >= 0, got $warmup" }
@@ -27,6 +29,7 @@ data class BenchmarkOptions(
         const val ARG_THREADS = "threads"
         const val ARG_WARMUP = "warmup"
         const val ARG_RUNS = "runs"
+        const val ARG_MODEL_DIR = "model_dir"
         const val DEFAULT_WARMUP = 10
         const val DEFAULT_RUNS = 50
 
@@ -39,15 +42,17 @@ data class BenchmarkOptions(
                 threads = int(ARG_THREADS, DetectorSettings.DEFAULT_THREADS),
                 warmup = int(ARG_WARMUP, DEFAULT_WARMUP),
                 runs = int(ARG_RUNS, DEFAULT_RUNS),
+                modelDir = arg(ARG_MODEL_DIR)?.takeIf { it.isNotBlank() },
             )
         }
     }
 }
 
 /**
- * N warm-up + M timed inferences on the bundled image, on one dedicated thread (the GPU delegate's
- * requirement). The report goes to logcat (tag [TAG], one line starting with [LOG_PREFIX]) and to
- * [FILE_NAME] in the app's external files dir, which `adb pull` can read without root.
+ * N warm-up + M timed inferences on the bundled image (or on the model and image in
+ * [BenchmarkOptions.modelDir]), on one dedicated thread (the GPU delegate's requirement). The report
+ * goes to logcat (tag [TAG], one line starting with [LOG_PREFIX]) and to [FILE_NAME] in the app's
+ * external files dir, which `adb pull` can read without root.
  */
 object Benchmark {
     const val TAG = "FeatherFaceBench"
@@ -60,8 +65,9 @@ object Benchmark {
         }
 
     private fun measure(context: Context, options: BenchmarkOptions): BenchmarkReport {
-        val model = ModelAssets.load(context)
-        val (image, imageNote) = ModelAssets.benchmarkImage(context)
+        val modelDir = options.modelDir?.let(::File)
+        val model = if (modelDir != null) ModelAssets.load(modelDir) else ModelAssets.load(context)
+        val (image, imageNote) = ModelAssets.benchmarkImage(context, modelDir)
         FaceDetector.create(model, DetectorSettings(options.delegate, options.threads)).use { detector ->
             repeat(options.warmup) { detector.detect(image) }
             val inference = DoubleArray(options.runs)
@@ -75,6 +81,7 @@ object Benchmark {
             }
             val notes = listOfNotNull(
                 "image: $imageNote",
+                modelDir?.let { "model: ${it.path}" },
                 detector.fallbackReason?.let { "${options.delegate.label} fell back to the CPU: $it" },
             )
             return BenchmarkReport(

@@ -11,7 +11,9 @@ import kotlinx.coroutines.launch
 /**
  * Benchmark mode, runnable from adb:
  *   adb shell am start -W -n dev.featherface.demo/.BenchmarkActivity \
- *       --es delegate cpu --ei threads 4 --ei warmup 10 --ei runs 50 [--ez finish true]
+ *       --es delegate cpu --ei threads 4 --ei warmup 10 --ei runs 50 [--ez finish true] [--es model_dir DIR]
+ * (model_dir: a folder with a bundle's manifest.json and .tflite files, as `featherface bench --device
+ * android` pushes them; without it the model in the APK's assets is measured)
  * then `adb logcat -s FeatherFaceBench` or
  *   adb pull /sdcard/Android/data/dev.featherface.demo/files/benchmark.json
  */
