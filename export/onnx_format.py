@@ -1,7 +1,10 @@
-"""ONNX: traced export (opset 17), onnxslim simplification, metadata_props, optional in-graph NMS."""
+"""ONNX: traced export (opset 17), onnxslim simplification, metadata_props, optional in-graph NMS;
+`--int8`: QDQ INT8 of the INT8-prepared model via onnxruntime's static quantizer (`quant/onnx_qdq.py`)."""
 from __future__ import annotations
 
+import dataclasses
 import json
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +78,30 @@ class WithPostprocess(nn.Module):
 
 
 def export_onnx(model: nn.Module, opts: ExportOptions, path: Path, metadata: dict) -> dict:
+    if opts.int8:
+        return export_onnx_int8(model, opts, path, metadata)
+    return export_onnx_float(model, opts, path, metadata)
+
+
+def export_onnx_int8(model: nn.Module, opts: ExportOptions, path: Path, metadata: dict) -> dict:
+    """The float ONNX of `prepare_for_int8(model)` (same preparation and calibration images as TFLite
+    INT8), quantized to QDQ INT8 into `path`."""
+    from featherface_mobile.quant import QdqSettings, prepare_for_int8, quantize_onnx_qdq
+
+    from .tflite_format import calibration_batches  # lazy: tflite_format imports this module
+
+    calib = [x.transpose(2, 0, 1)[None].copy() for x in calibration_batches(model, opts)]
+    prepared = prepare_for_int8(model, [torch.from_numpy(b) for b in calib[:32]])
+    settings = QdqSettings()
+    meta = dict(metadata, precision="int8", quantization=dict(settings.as_dict(), calibration_images=len(calib)))
+    with tempfile.TemporaryDirectory(prefix="ff-onnx-int8-") as tmp:
+        float_path = Path(tmp) / "prepared.onnx"
+        export_onnx_float(prepared, dataclasses.replace(opts, int8=False), float_path, meta)
+        facts = quantize_onnx_qdq(float_path, path, calib, settings=settings)
+    return {"opset": OPSET, "quantizer": "onnxruntime quantize_static (QDQ)", **facts}
+
+
+def export_onnx_float(model: nn.Module, opts: ExportOptions, path: Path, metadata: dict) -> dict:
     import onnx
     import onnxslim
 
@@ -137,7 +164,9 @@ def _onnx_runner(path: Path, *, threads: int = 0, **_) -> OnnxRunner:
 
 register_format(FormatSpec(
     name="onnx", suffix=".onnx", exporter=export_onnx, runner=_onnx_runner,
-    options=frozenset({"dynamic", "with_postprocess"}), extra="onnx", modules=("onnx", "onnxslim", "onnxruntime"),
+    options=frozenset({"dynamic", "with_postprocess", "int8", "calib"}), extra="onnx",
+    modules=("onnx", "onnxslim", "onnxruntime"),
     fp32_max_abs=1e-4,
-    notes="float32, NCHW; deformable convs exported as gathers (portable form)",
+    notes=("float32, NCHW; deformable convs exported as gathers (portable form); --int8 = QDQ, per-channel int8 "
+           "weights, uint8 activations, gather-index math and output tail kept float"),
 ))

@@ -140,7 +140,7 @@ def golden(out, model, size, images) -> None:
 @click.option("--model", type=_model_choice(), help="architecture (detected from the checkpoint when omitted)")
 @click.option("--format", "formats", default="onnx", show_default=True, help="comma-separated: onnx,tflite,coreml")
 @click.option("--size", type=int, default=640, show_default=True, help="square input size (multiple of 32)")
-@click.option("--int8", is_flag=True, help="INT8: full-integer TFLite (calibrated), Core ML INT8 weights")
+@click.option("--int8", is_flag=True, help="INT8: full-integer TFLite and ONNX QDQ (calibrated), Core ML INT8 weights")
 @click.option("--fp16", is_flag=True, help="FP16 weights/activations (TFLite; Core ML is FP16 by default)")
 @click.option("--dynamic", is_flag=True, help="ONNX: dynamic batch and input size")
 @click.option("--with-postprocess", is_flag=True, help="ONNX: decoding and NMS inside the graph")

@@ -65,13 +65,20 @@ def test_portable_deformable_conv_equals_grid_sample_form_on_real_features(v1_we
     for h in hooks:
         h.remove()
     assert len(inputs) == 15
+    # Both float32 forms against the op computed in float64: grid_sample's own coordinate rounding
+    # (normalised to [-1, 1] and back) costs it ~1e-5 at these magnitudes, so the portable form
+    # must be within 1e-5 of the exact op (and so within 2e-5 of the training-time form).
     for name, (conv, feat) in inputs.items():
+        weight = conv.regular_conv.weight
         with torch.inference_mode():
             offset = conv.offset_conv(feat)
             mask = 2 * torch.sigmoid(conv.modulator_conv(feat))
-            a = modulated_deform_conv2d(feat, offset, mask, conv.regular_conv.weight, portable=False)
-            g = modulated_deform_conv2d(feat, offset, mask, conv.regular_conv.weight, portable=True)
-        torch.testing.assert_close(a, g, atol=1e-5, rtol=0, msg=name)
+            a = modulated_deform_conv2d(feat, offset, mask, weight, portable=False)
+            g = modulated_deform_conv2d(feat, offset, mask, weight, portable=True)
+            exact = modulated_deform_conv2d(feat.double(), offset.double(), mask.double(), weight.double(), portable=False)
+        err_portable, err_grid = (g.double() - exact).abs().max(), (a.double() - exact).abs().max()
+        assert err_portable <= 1e-5, (name, float(err_portable), float(err_grid))
+        torch.testing.assert_close(a, g, atol=2e-5, rtol=0, msg=name)
 
 
 def test_portable_deformable_conv_handles_offsets_outside_the_image():

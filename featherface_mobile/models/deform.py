@@ -1,8 +1,8 @@
 """Modulated deformable convolution (DCNv2) in plain PyTorch, in two equal forms.
 
-`sample_grid` uses `grid_sample` (fast, differentiable: training and eager inference);
-`sample_gather` uses only floor, gather and arithmetic, which ONNX, TFLite and Core ML all run,
-and is what export uses. Both reproduce torchvision's `deform_conv2d` semantics: offsets laid out
+`sample_grid` uses `grid_sample` (fast, differentiable: training and eager inference); the
+portable form (`portable=True`) uses only floor, gather, arithmetic and one matmul on 2-D tensors,
+which ONNX, TFLite and Core ML all run, and is what export uses. Both reproduce torchvision's `deform_conv2d` semantics: offsets laid out
 as (dy, dx) pairs per kernel tap, zero contribution from bilinear corners outside the image.
 """
 from __future__ import annotations
@@ -38,26 +38,45 @@ def sample_grid(x: torch.Tensor, y: torch.Tensor, xs: torch.Tensor) -> torch.Ten
     return out.reshape(n, c, k, ho, wo)
 
 
-def sample_gather(x: torch.Tensor, y: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
-    """Bilinear samples (N, C, K, Ho, Wo) at (y, xs) with zero padding, via gathers only."""
-    n, c, h, w = x.shape
-    _, k, ho, wo = y.shape
-    y0 = torch.floor(y)
-    x0 = torch.floor(xs)
-    ly, lx = y - y0, xs - x0
-    rows = x.permute(0, 2, 3, 1).reshape(n * h * w, c)
-    batch_base = (torch.arange(n, device=x.device) * (h * w)).reshape(n, 1, 1, 1)
-    out = None
-    for dy, wy in ((0.0, 1.0 - ly), (1.0, ly)):
-        for dx, wx in ((0.0, 1.0 - lx), (1.0, lx)):
+def _deform_gather_one(
+    x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+    stride: int, padding: int, dilation: int,
+) -> torch.Tensor:
+    """One image: gather rows of an (H*W, C) table, then a 1x1 convolution.
+
+    Keeping the sampling 2-D (taps x positions, channels) leaves converters that change the
+    layout (onnx2tf: NCHW -> NHWC) nothing ambiguous to transpose. The sampling position is split
+    into the integer grid (a constant) plus the offset: floor and fraction come from the small
+    offset alone and the indices are integer arithmetic, so INT8 converters never put the large
+    coordinates (up to the image size) on a quantization grid.
+    """
+    _, c, h, w = x.shape
+    _, _, ho, wo = offset.shape
+    o, _, kh, kw = weight.shape
+    k, p = kh * kw, ho * wo
+    table = x[0].reshape(c, h * w).transpose(0, 1)  # (H*W, C)
+    device = x.device
+    taps = torch.arange(k, device=device)
+    grid_y = (taps // kw * dilation)[:, None] + (torch.arange(ho, device=device) * stride - padding).repeat_interleave(wo)[None]
+    grid_x = (taps % kw * dilation)[:, None] + (torch.arange(wo, device=device) * stride - padding).repeat(ho)[None]
+    off = offset[0].reshape(k, 2, p)
+    fy, fx = torch.floor(off[:, 0]), torch.floor(off[:, 1])
+    ly, lx = off[:, 0] - fy, off[:, 1] - fx  # (K, P), in [0, 1)
+    y0 = grid_y.to(torch.int32) + fy.to(torch.int32)
+    x0 = grid_x.to(torch.int32) + fx.to(torch.int32)
+    cols = None
+    for dy, wy in ((0, 1.0 - ly), (1, ly)):
+        for dx, wx in ((0, 1.0 - lx), (1, lx)):
             yc, xc = y0 + dy, x0 + dx
-            valid = (yc >= 0) & (yc <= h - 1) & (xc >= 0) & (xc <= w - 1)
-            weight = wy * wx * valid.to(x.dtype)
-            idx = (yc.clamp(0, h - 1) * w + xc.clamp(0, w - 1)).to(torch.int64) + batch_base
-            vals = rows.index_select(0, idx.reshape(-1)).reshape(n, k, ho, wo, c)
-            term = vals * weight[..., None]
-            out = term if out is None else out + term
-    return out.permute(0, 4, 1, 2, 3)
+            valid = ((yc >= 0) & (yc <= h - 1) & (xc >= 0) & (xc <= w - 1)).to(x.dtype)
+            idx = (yc.clamp(0, h - 1) * w + xc.clamp(0, w - 1)).reshape(-1)
+            term = table.index_select(0, idx) * (wy * wx * valid).reshape(-1, 1)  # (K*P, C)
+            cols = term if cols is None else cols + term
+    cols = cols * mask[0].reshape(k * p, 1)
+    # (K, P, C) -> (1, C*K, Ho, Wo), then the same 1x1 convolution as the grid_sample form (so
+    # both reduce in one order and round alike).
+    cols = cols.reshape(k, p, c).permute(2, 0, 1).reshape(1, c * k, ho, wo)
+    return F.conv2d(cols, weight.flatten(1)[:, :, None, None], bias)
 
 
 def modulated_deform_conv2d(
@@ -73,10 +92,14 @@ def modulated_deform_conv2d(
     portable: bool = False,
 ) -> torch.Tensor:
     """DCNv2: sum over taps of weight * mask * bilinear(x, position + offset)."""
+    if portable:
+        return torch.cat([
+            _deform_gather_one(x[i:i + 1], offset[i:i + 1], mask[i:i + 1], weight, bias, stride, padding, dilation)
+            for i in range(x.shape[0])
+        ])
     kernel = weight.shape[-1]
     y, xs = _tap_positions(offset, kernel, stride, padding, dilation)
-    cols = (sample_gather if portable else sample_grid)(x, y, xs)  # (N, C, K, Ho, Wo)
-    n, c, k, ho, wo = cols.shape
+    cols = sample_grid(x, y, xs)  # (N, C, K, Ho, Wo)
     cols = (cols * mask[:, None]).flatten(1, 2)
     # flatten/unsqueeze keep the kernel shape static for exporters (no traced size arithmetic).
     return F.conv2d(cols, weight.flatten(1)[:, :, None, None], bias)
