@@ -20,12 +20,12 @@ from featherface_mobile.paths import wider_val_dir
 OUTPUT_NAMES = ("loc", "conf", "landms")
 
 
-def export_copy(model: nn.Module) -> nn.Module:
-    """An eval-mode copy whose deformable convs use the portable gather form."""
+def export_copy(model: nn.Module, *, native_deform: bool = False) -> nn.Module:
+    """An eval-mode copy whose deformable convs use the portable gather form (or ONNX DeformConv)."""
     m = copy.deepcopy(model).eval()
     for attr in ("config", "model_name"):
         setattr(m, attr, getattr(model, attr))
-    return set_portable_deform(m, True)
+    return set_portable_deform(m, True, native_onnx=native_deform)
 
 
 def sha256(path: Path) -> str:

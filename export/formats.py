@@ -57,13 +57,17 @@ class FormatSpec:
     fp32_max_abs: float = 1e-3  # verify gate for float32 artefacts
     notes: str = ""
     exclusive: tuple[frozenset[str], ...] = field(default_factory=lambda: (frozenset({"int8", "fp16"}),))
+    # Checks that depend on the options (e.g. a runtime able to verify what they produce); raise FeatherfaceError.
+    option_checks: tuple[Callable[[ExportOptions], None], ...] = ()
 
     def precision(self, opts: ExportOptions) -> str:
         return opts.precision if (opts.int8 or opts.fp16) else self.default_precision
 
-    def check_dependencies(self) -> None:
+    def check_dependencies(self, opts: ExportOptions | None = None) -> None:
         for m in self.modules:
             require(m, self.extra)
+        for check in self.option_checks if opts is not None else ():
+            check(opts)
 
 
 _FORMATS: dict[str, FormatSpec] = {}

@@ -12,12 +12,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from featherface_mobile.errors import FeatherfaceError
 from featherface_mobile.processing import prior_boxes
 
 from .common import OUTPUT_NAMES, artefact_metadata, export_copy
 from .formats import ExportOptions, FormatSpec, register_format
 
 OPSET = 17
+OPSET_NATIVE_DEFORM = 19  # the first opset with DeformConv
 
 
 class _NMS(torch.autograd.Function):
@@ -105,7 +107,8 @@ def export_onnx_float(model: nn.Module, opts: ExportOptions, path: Path, metadat
     import onnx
     import onnxslim
 
-    net = export_copy(model)
+    net = export_copy(model, native_deform=opts.native_deform)
+    opset = OPSET_NATIVE_DEFORM if opts.native_deform else OPSET
     outputs = list(OUTPUT_NAMES)
     if opts.with_postprocess:
         net = WithPostprocess(net, opts.size, opts.max_faces).eval()
@@ -114,17 +117,49 @@ def export_onnx_float(model: nn.Module, opts: ExportOptions, path: Path, metadat
     dynamic_axes = None
     if opts.dynamic:
         dynamic_axes = {"input": {0: "batch", 2: "height", 3: "width"}, **{o: {0: "batch", 1: "priors"} for o in OUTPUT_NAMES}}
-    torch.onnx.export(net, (dummy,), str(path), opset_version=OPSET, input_names=["input"], output_names=outputs,
+    torch.onnx.export(net, (dummy,), str(path), opset_version=opset, input_names=["input"], output_names=outputs,
                       dynamic_axes=dynamic_axes, dynamo=False, do_constant_folding=True)
     proto = onnxslim.slim(onnx.load(str(path)))
-    meta = dict(metadata, input_layout="NCHW", dynamic=opts.dynamic, with_postprocess=opts.with_postprocess)
+    meta = dict(metadata, input_layout="NCHW", dynamic=opts.dynamic, with_postprocess=opts.with_postprocess,
+                native_deform=opts.native_deform)
     del proto.metadata_props[:]
     for k, v in {"featherface": json.dumps(meta), "model": meta["model"], "version": meta["version"]}.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v
     proto.producer_name = "featherface-mobile"
     onnx.save(proto, str(path))
-    return {"opset": OPSET, "nodes": len(proto.graph.node)}
+    return {"opset": opset, "nodes": len(proto.graph.node)}
+
+
+_NO_DEFORMCONV = ("onnxruntime {version} cannot run: it needs onnxruntime >= 1.32, which onnx2tf 1.29 (the tflite extra) "
+                  "excludes; use an environment with only the onnx extra and pip install 'onnxruntime>=1.32'")
+
+
+def onnxruntime_runs_deformconv() -> bool:
+    """Whether the installed onnxruntime has a DeformConv (opset 19) CPU kernel."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    shapes = {"X": [1, 1, 3, 3], "W": [1, 1, 3, 3], "offset": [1, 18, 1, 1]}
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in shapes.items()]
+    node = helper.make_node("DeformConv", list(shapes), ["Y"], kernel_shape=[3, 3])
+    graph = helper.make_graph([node], "probe", inputs, [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET_NATIVE_DEFORM)], ir_version=9)
+    try:
+        ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    except Exception:  # NOT_IMPLEMENTED on onnxruntime < 1.32
+        return False
+    return True
+
+
+def _check_native_deform(opts: ExportOptions) -> None:
+    """--native-deform artefacts are verified in onnxruntime, so it must have a DeformConv kernel."""
+    import onnxruntime as ort
+
+    if opts.native_deform and not onnxruntime_runs_deformconv():
+        raise FeatherfaceError("--native-deform: the artefact could not be verified here, because installed "
+                               + _NO_DEFORMCONV.format(version=ort.__version__))
 
 
 @dataclass
@@ -141,7 +176,13 @@ class OnnxRunner:
         so = ort.SessionOptions()
         if self.threads:
             so.intra_op_num_threads = self.threads
-        self.session = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types, not importable by name
+            if "DeformConv" not in str(e):
+                raise
+            raise FeatherfaceError(f"{self.path.name} uses DeformConv (--native-deform), which installed "
+                                   + _NO_DEFORMCONV.format(version=ort.__version__)) from None
         props = self.session.get_modelmeta().custom_metadata_map
         self.metadata = json.loads(props["featherface"]) if "featherface" in props else {}
         shape = self.session.get_inputs()[0].shape
@@ -164,9 +205,11 @@ def _onnx_runner(path: Path, *, threads: int = 0, **_) -> OnnxRunner:
 
 register_format(FormatSpec(
     name="onnx", suffix=".onnx", exporter=export_onnx, runner=_onnx_runner,
-    options=frozenset({"dynamic", "with_postprocess", "int8", "calib"}), extra="onnx",
+    options=frozenset({"dynamic", "with_postprocess", "int8", "calib", "native_deform"}), extra="onnx",
     modules=("onnx", "onnxslim", "onnxruntime"),
+    option_checks=(_check_native_deform,),
     fp32_max_abs=1e-4,
-    notes=("float32, NCHW; deformable convs exported as gathers (portable form); --int8 = QDQ, per-channel int8 "
+    notes=("float32, NCHW; deformable convs exported as gathers (portable form), or as DeformConv (opset 19, "
+           "onnxruntime >= 1.32) with --native-deform; --int8 = QDQ, per-channel int8 "
            "weights, uint8 activations, gather-index math and output tail kept float"),
 ))

@@ -46,7 +46,8 @@ def _size_of(path: Path) -> int:
 
 
 def artefact_name(model: str, size: int, fmt_suffix: str, precision: str, opts: ExportOptions) -> str:
-    tags = [model, str(size), precision] + (["dynamic"] if opts.dynamic else []) + (["nms"] if opts.with_postprocess else [])
+    flags = {"dynamic": opts.dynamic, "nms": opts.with_postprocess, "deformconv": opts.native_deform}
+    tags = [model, str(size), precision] + [tag for tag, on in flags.items() if on]
     return "_".join(tags) + fmt_suffix
 
 
@@ -67,7 +68,7 @@ def export(
     specs = [get_format(f) for f in formats]
     for spec in specs:  # every check before any work starts
         check_options(spec, options)
-        spec.check_dependencies()
+        spec.check_dependencies(options)
     net = load_model(weights, model, trust=trust)
     out = Path(out)
     done, failed = [], []

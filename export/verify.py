@@ -15,11 +15,17 @@ from featherface_mobile.errors import FeatherfaceError
 from featherface_mobile.processing import Faces, postprocess
 from featherface_mobile.runtime import load_runner
 
-from .common import OUTPUT_NAMES, model_inputs, sample_images, torch_outputs
+from .common import OUTPUT_NAMES, export_copy, model_inputs, sample_images, torch_outputs
 from .formats import get_format
 
 # Decoded-face F1 required for reduced-precision artefacts (score 0.5, IoU 0.5).
 F1_THRESHOLDS = {"fp16": 0.99, "int8": 0.97}
+
+
+# Float32 gates are numpy's allclose: |got - ref| <= limit + FP32_RTOL * |ref| element by element.
+# The relative term admits float32 rounding on large outputs (V1's landmark offsets reach ~40, where
+# reordered sums alone differ by ~1e-4) while keeping the absolute limit everywhere else.
+FP32_RTOL = 1e-5
 
 
 @dataclass
@@ -27,6 +33,7 @@ class OutputError:
     max_abs: float
     mean_abs: float
     cosine: float
+    max_abs_beyond_rtol: float = 0.0  # max(|got - ref| - FP32_RTOL * |ref|): what the float32 gate compares
 
 
 @dataclass
@@ -60,7 +67,7 @@ def output_error(ref: np.ndarray, got: np.ndarray) -> OutputError:
     ref, got = ref.astype(np.float64).ravel(), got.astype(np.float64).ravel()
     diff = np.abs(ref - got)
     cos = float(ref @ got / max(np.linalg.norm(ref) * np.linalg.norm(got), 1e-30))
-    return OutputError(float(diff.max()), float(diff.mean()), cos)
+    return OutputError(float(diff.max()), float(diff.mean()), cos, float((diff - FP32_RTOL * np.abs(ref)).max()))
 
 
 def match_faces(ref: Faces, got: Faces, iou: float = 0.5) -> tuple[int, int]:
@@ -99,6 +106,10 @@ def verify(
     net = reference_model or load_model(weights, model or meta.get("model"))
     if net.model_name != meta.get("model", net.model_name):
         raise FeatherfaceError(f"artefact was exported from {meta.get('model')} but the weights are {net.model_name}; pass the matching --weights")
+    # The reference runs deformable convs in their gather form: the same op as grid_sample, but
+    # without grid_sample's coordinate normalisation, whose float32 rounding (~1e-5 per conv, 2e-4
+    # at V1's outputs) would otherwise dominate the 1e-4 ONNX gate (tests/test_models.py).
+    net = export_copy(net)
     size = runner.input_size or meta.get("input_size", [640])[0]
     samples = sample_images(images, image_dir, split="eval")
     batches = model_inputs(samples, size, net.config.mean_bgr)
@@ -119,8 +130,8 @@ def verify(
     f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
     if precision == "fp32":
         limit = fmt.fp32_max_abs
-        worst = max(e.max_abs for e in errors.values())
-        passed, gate = worst <= limit, f"max abs error {worst:.2e} <= {limit:.0e}"
+        worst = max(e.max_abs_beyond_rtol for e in errors.values())
+        passed, gate = worst <= limit, f"allclose: |error| - {FP32_RTOL:.0e}*|ref| max {worst:.2e} <= {limit:.0e}"
     else:
         limit = F1_THRESHOLDS[precision]
         passed, gate = f1 >= limit, f"decoded-face F1 {f1:.3f} >= {limit}"

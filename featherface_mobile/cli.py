@@ -145,6 +145,7 @@ def golden(out, model, size, images) -> None:
 @click.option("--dynamic", is_flag=True, help="ONNX: dynamic batch and input size")
 @click.option("--with-postprocess", is_flag=True, help="ONNX: decoding and NMS inside the graph")
 @click.option("--max-faces", type=int, default=100, show_default=True, help="faces output by --with-postprocess")
+@click.option("--native-deform", is_flag=True, help="ONNX: deformable convs as DeformConv (opset 19, onnxruntime >= 1.32)")
 @click.option("--image-input", is_flag=True, help="Core ML: image input with the BGR mean baked in")
 @click.option("--calib", type=click.Path(path_type=Path), help="INT8 calibration images (default: shared WIDER train split)")
 @click.option("--calib-images", type=int, default=100, show_default=True)
@@ -153,8 +154,8 @@ def golden(out, model, size, images) -> None:
 @click.option("--keep-failed", is_flag=True, help="keep artefacts that fail verification")
 @click.option("--trust-checkpoint", is_flag=True, help="allow pickled objects in the checkpoint (weights_only=False)")
 @_one_line_errors
-def export(weights, model, formats, size, int8, fp16, dynamic, with_postprocess, max_faces, image_input, calib,
-           calib_images, out, verify_images, keep_failed, trust_checkpoint) -> None:
+def export(weights, model, formats, size, int8, fp16, dynamic, with_postprocess, max_faces, native_deform, image_input,
+           calib, calib_images, out, verify_images, keep_failed, trust_checkpoint) -> None:
     """Export a checkpoint to ONNX / TFLite / Core ML; every artefact is verified against PyTorch."""
     import warnings
 
@@ -162,7 +163,8 @@ def export(weights, model, formats, size, int8, fp16, dynamic, with_postprocess,
 
     warnings.filterwarnings("ignore", category=UserWarning)
     options = ExportOptions(size=size, int8=int8, fp16=fp16, dynamic=dynamic, with_postprocess=with_postprocess,
-                            max_faces=max_faces, image_input=image_input, calib=calib, calib_images=calib_images)
+                            max_faces=max_faces, native_deform=native_deform, image_input=image_input, calib=calib,
+                            calib_images=calib_images)
     result = run_export(weights, model=model, formats=_csv(formats), options=options, out=out,
                         verify_images=verify_images, keep_failed=keep_failed, trust=trust_checkpoint, log=click.echo)
     for art in result.artefacts:

@@ -56,14 +56,18 @@ def _deform_gather_one(
     k, p = kh * kw, ho * wo
     table = x[0].reshape(c, h * w).transpose(0, 1)  # (H*W, C)
     device = x.device
-    taps = torch.arange(k, device=device)
-    grid_y = (taps // kw * dilation)[:, None] + (torch.arange(ho, device=device) * stride - padding).repeat_interleave(wo)[None]
-    grid_x = (taps % kw * dilation)[:, None] + (torch.arange(wo, device=device) * stride - padding).repeat(ho)[None]
+    taps = torch.arange(k, device=device, dtype=torch.int32)
+    tap_y, tap_x = (taps // kw * dilation)[:, None], (taps % kw * dilation)[:, None]  # (K, 1)
+    rows = torch.arange(ho, device=device, dtype=torch.int32) * stride - padding
+    cols_ = torch.arange(wo, device=device, dtype=torch.int32) * stride - padding
+    pos_y, pos_x = rows.repeat_interleave(wo)[None], cols_.repeat(ho)[None]  # (1, P)
     off = offset[0].reshape(k, 2, p)
     fy, fx = torch.floor(off[:, 0]), torch.floor(off[:, 1])
     ly, lx = off[:, 0] - fy, off[:, 1] - fx  # (K, P), in [0, 1)
-    y0 = grid_y.to(torch.int32) + fy.to(torch.int32)
-    x0 = grid_x.to(torch.int32) + fx.to(torch.int32)
+    # Offset first: every sum involves the input, so exporters cannot fold the grid into (K, P)
+    # constants (two per conv, megabytes at 640); only the (K, 1) and (1, P) vectors are stored.
+    y0 = (fy.to(torch.int32) + tap_y) + pos_y
+    x0 = (fx.to(torch.int32) + tap_x) + pos_x
     cols = None
     for dy, wy in ((0, 1.0 - ly), (1, ly)):
         for dx, wx in ((0, 1.0 - lx), (1, lx)):
@@ -105,6 +109,26 @@ def modulated_deform_conv2d(
     return F.conv2d(cols, weight.flatten(1)[:, :, None, None], bias)
 
 
+class _NativeOnnxDeformConv(torch.autograd.Function):
+    """Exports as ONNX `DeformConv` (opset 19); computes the grid_sample form when run in PyTorch.
+
+    ONNX's offset layout, (N, 2 * kH * kW, oH, oW) with (y, x) per tap, and its mask layout are the
+    ones this module already uses, so the tensors pass through unchanged.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, offset, bias, mask, stride: int, padding: int):
+        if torch.onnx.is_in_onnx_export():  # only the shape is needed; the symbolic replaces the op
+            return x.new_zeros(x.shape[0], weight.shape[0], offset.shape[2], offset.shape[3])
+        return modulated_deform_conv2d(x, offset, mask, weight, bias, stride=stride, padding=padding)
+
+    @staticmethod
+    def symbolic(g, x, weight, offset, bias, mask, stride: int, padding: int):
+        k = weight.type().sizes()[-1]
+        return g.op("DeformConv", x, weight, offset, bias, mask, kernel_shape_i=[k, k], strides_i=[stride, stride],
+                    pads_i=[padding] * 4, dilations_i=[1, 1], group_i=1, offset_group_i=1)
+
+
 class ModulatedDeformConv2d(nn.Module):
     """3x3 modulated deformable conv with its offset and modulator convs (FeatherFace V1 layout)."""
 
@@ -113,6 +137,7 @@ class ModulatedDeformConv2d(nn.Module):
         taps = kernel_size * kernel_size
         self.stride, self.padding = stride, padding
         self.portable = False
+        self.native_onnx = False  # export as ONNX DeformConv instead of the portable gathers
         self.offset_conv = nn.Conv2d(inp, 2 * taps, kernel_size, stride, padding, bias=True)
         self.modulator_conv = nn.Conv2d(inp, taps, kernel_size, stride, padding, bias=True)
         self.regular_conv = nn.Conv2d(inp, oup, kernel_size, stride, padding, bias=False)
@@ -124,15 +149,24 @@ class ModulatedDeformConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         offset = self.offset_conv(x)
         mask = 2.0 * torch.sigmoid(self.modulator_conv(x))
+        if self.native_onnx:
+            bias = self.regular_conv.bias
+            if bias is None:
+                bias = torch.zeros(self.regular_conv.out_channels, dtype=x.dtype)
+            return _NativeOnnxDeformConv.apply(x, self.regular_conv.weight, offset, bias, mask, self.stride, self.padding)
         return modulated_deform_conv2d(
             x, offset, mask, self.regular_conv.weight, self.regular_conv.bias,
             stride=self.stride, padding=self.padding, portable=self.portable,
         )
 
 
-def set_portable_deform(model: nn.Module, portable: bool = True) -> nn.Module:
-    """Switch every deformable conv of `model` to the gather form (for export) or back."""
+def set_portable_deform(model: nn.Module, portable: bool = True, *, native_onnx: bool = False) -> nn.Module:
+    """Switch every deformable conv of `model` to the gather form (for export) or back.
+
+    `native_onnx`: export them as ONNX `DeformConv` (opset 19) instead.
+    """
     for m in model.modules():
         if isinstance(m, ModulatedDeformConv2d):
             m.portable = portable
+            m.native_onnx = native_onnx
     return model
