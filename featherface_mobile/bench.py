@@ -393,7 +393,9 @@ def _p90(v: list[float]) -> float:
 
 def _label(path: Path, info: dict) -> str:
     if info["kind"] == "detector":
-        return f"{info['model']} {info['runtime']} {info['precision']} {info['input_size']}"
+        # Export tags after <model>_<size>_<precision> (deformconv, dynamic, nms) tell variants apart.
+        tags = path.stem.split("_")[3:] if path.stem.startswith(f"{info['model']}_") else []
+        return " ".join([info["model"], info["runtime"], info["precision"], str(info["input_size"]), *tags])
     return f"{path.stem} {info['runtime']} {info['precision']} {info['input_size']}"
 
 

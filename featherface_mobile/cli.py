@@ -214,16 +214,17 @@ def package(artefacts, out, no_eval, golden_images) -> None:
 
 @main.command()
 @click.option("--out", type=click.Path(path_type=Path), default=Path("demo_out"), show_default=True)
+@click.option("--model", type=_model_choice(), help="a model with trained weights (default: the first found)")
 @click.option("--size", type=int, default=640, show_default=True)
 @_one_line_errors
-def demo(out, size) -> None:
+def demo(out, model, size) -> None:
     """Detect, export to every format and verify, on the default model."""
     import warnings
 
     from .demo import run_demo
 
     warnings.filterwarnings("ignore", category=UserWarning)
-    rows = run_demo(out, size=size, log=click.echo)
+    rows = run_demo(out, model=model, size=size, log=click.echo)
     failed = [r.artefact for r in rows if not r.passed]
     if failed:
         raise click.ClickException(f"{len(failed)} artefact(s) failed verification (kept in {out} for inspection): {', '.join(failed)}")

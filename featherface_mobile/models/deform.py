@@ -61,25 +61,27 @@ def _deform_gather_one(
     rows = torch.arange(ho, device=device, dtype=torch.int32) * stride - padding
     cols_ = torch.arange(wo, device=device, dtype=torch.int32) * stride - padding
     pos_y, pos_x = rows.repeat_interleave(wo)[None], cols_.repeat(ho)[None]  # (1, P)
-    off = offset[0].reshape(k, 2, p)
-    fy, fx = torch.floor(off[:, 0]), torch.floor(off[:, 1])
-    ly, lx = off[:, 0] - fy, off[:, 1] - fx  # (K, P), in [0, 1)
+    off = offset[0].reshape(k, 2 * p)  # row t: the P y-offsets of tap t, then its P x-offsets
+    off_y, off_x = off[:, :p], off[:, p:]
+    fy, fx = torch.floor(off_y), torch.floor(off_x)
+    ly, lx = off_y - fy, off_x - fx  # (K, P), in [0, 1)
     # Offset first: every sum involves the input, so exporters cannot fold the grid into (K, P)
     # constants (two per conv, megabytes at 640); only the (K, 1) and (1, P) vectors are stored.
     y0 = (fy.to(torch.int32) + tap_y) + pos_y
     x0 = (fx.to(torch.int32) + tap_x) + pos_x
-    cols = None
-    for dy, wy in ((0, 1.0 - ly), (1, ly)):
-        for dx, wx in ((0, 1.0 - lx), (1, lx)):
-            yc, xc = y0 + dy, x0 + dx
-            valid = ((yc >= 0) & (yc <= h - 1) & (xc >= 0) & (xc <= w - 1)).to(x.dtype)
-            idx = (yc.clamp(0, h - 1) * w + xc.clamp(0, w - 1)).reshape(-1)
-            term = table.index_select(0, idx) * (wy * wx * valid).reshape(-1, 1)  # (K*P, C)
-            cols = term if cols is None else cols + term
-    cols = cols * mask[0].reshape(k * p, 1)
-    # (K, P, C) -> (1, C*K, Ho, Wo), then the same 1x1 convolution as the grid_sample form (so
-    # both reduce in one order and round alike).
-    cols = cols.reshape(k, p, c).permute(2, 0, 1).reshape(1, c * k, ho, wo)
+    # The 4 bilinear corners in one gather, stacked corner-major along the rows (4K, P), so the graph
+    # stays small (a few dozen ops per conv, fast to convert and to run) and every tensor 2-D.
+    yc = torch.cat([y0, y0, y0 + 1, y0 + 1])
+    xc = torch.cat([x0, x0 + 1, x0, x0 + 1])
+    wy = torch.cat([1.0 - ly, 1.0 - ly, ly, ly])
+    wx = torch.cat([1.0 - lx, lx, 1.0 - lx, lx])
+    valid = ((yc >= 0) & (yc <= h - 1) & (xc >= 0) & (xc <= w - 1)).to(x.dtype)
+    idx = (yc.clamp(0, h - 1) * w + xc.clamp(0, w - 1)).reshape(-1)
+    weights = (wy * wx * valid * mask[0].reshape(k, p).repeat(4, 1)).reshape(4 * k * p, 1)
+    cols = (table.index_select(0, idx) * weights).reshape(4, k * p * c).sum(0).reshape(k * p, c)
+    # (K*P, C) -> (C, K*P) = (1, C*K, Ho, Wo), then the same 1x1 convolution as the grid_sample form
+    # (so both reduce in one order and round alike).
+    cols = cols.transpose(0, 1).reshape(1, c * k, ho, wo)
     return F.conv2d(cols, weight.flatten(1)[:, :, None, None], bias)
 
 
