@@ -49,6 +49,10 @@ def export_tflite(model: nn.Module, opts: ExportOptions, path: Path, metadata: d
             batches = [torch.from_numpy(x.transpose(2, 0, 1)[None].copy()) for x in calib_nhwc[:32]]
             model = prepare_for_int8(model, batches)
         export_onnx(model, ExportOptions(size=opts.size), onnx_path, metadata)
+        cached = _float_cache(onnx_path, precision)
+        if cached is not None and cached.is_file():  # onnx2tf wrote both float variants of this graph before
+            path.write_bytes(embed_metadata(cached.read_bytes(), dict(metadata, input_layout="NHWC", input_dtype="float32")))
+            return {"converter": "onnx2tf 1.29 (float32 and float16 from one conversion, cached)"}
         args = [sys.executable, "-m", "featherface_mobile.export._tf_convert", str(onnx_path), str(tmp), precision]
         # INT8: the representative dataset; float: onnx2tf's own output check wants sample images.
         calib = tmp / "calib.npy"
@@ -64,7 +68,41 @@ def export_tflite(model: nn.Module, opts: ExportOptions, path: Path, metadata: d
         produced = Path(out_line[0].split("=", 1)[1])
         meta = dict(metadata, input_layout="NHWC", input_dtype="float32")
         path.write_bytes(embed_metadata(produced.read_bytes(), meta))
+        if cached is not None:
+            _fill_float_cache(produced, cached.parent)
     return {"converter": "onnx2tf 1.29 + TFLiteConverter" if precision == "int8" else "onnx2tf 1.29"}
+
+
+def _float_cache(onnx_path: Path, precision: str) -> Path | None:
+    """Where onnx2tf's float32/float16 outputs for this graph are kept between exports, or None.
+
+    onnx2tf writes both float variants in one conversion (minutes for V1), so an FP16 export after an
+    FP32 one of the same weights and size reuses it. Keyed by the graph without its metadata and by
+    the onnx2tf version; FEATHERFACE_CACHE (default ~/.cache/featherface) moves it, "off" disables it.
+    """
+    import hashlib
+    from importlib import metadata as importlib_metadata
+
+    import onnx
+
+    root = os.environ.get("FEATHERFACE_CACHE", str(Path.home() / ".cache" / "featherface"))
+    if precision not in ("fp32", "fp16") or root == "off":
+        return None
+    proto = onnx.load(str(onnx_path))
+    del proto.metadata_props[:]
+    key = hashlib.sha256(proto.SerializeToString() + importlib_metadata.version("onnx2tf").encode()).hexdigest()[:24]
+    return Path(root) / "onnx2tf" / key / f"{precision}.tflite"
+
+
+def _fill_float_cache(produced: Path, cache_dir: Path) -> None:
+    """Keep both float variants onnx2tf wrote beside `produced`, each written atomically."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    for precision, suffix in (("fp32", "float32"), ("fp16", "float16")):
+        src = produced.with_name(produced.name.rsplit("_", 1)[0] + f"_{suffix}.tflite")
+        if src.is_file():
+            tmp = cache_dir / f".{precision}.tflite.tmp"
+            tmp.write_bytes(src.read_bytes())
+            tmp.replace(cache_dir / f"{precision}.tflite")
 
 
 def _schema():
