@@ -76,7 +76,8 @@ def _deform_gather_one(
     wy = torch.cat([1.0 - ly, 1.0 - ly, ly, ly])
     wx = torch.cat([1.0 - lx, lx, 1.0 - lx, lx])
     valid = ((yc >= 0) & (yc <= h - 1) & (xc >= 0) & (xc <= w - 1)).to(x.dtype)
-    idx = (yc.clamp(0, h - 1) * w + xc.clamp(0, w - 1)).reshape(-1)
+    # The explicit cast keeps the indices integer where a converter does the clamp in float (Core ML's clip).
+    idx = (yc.clamp(0, h - 1) * w + xc.clamp(0, w - 1)).reshape(-1).to(torch.int64)
     weights = (wy * wx * valid * mask[0].reshape(k, p).repeat(4, 1)).reshape(4 * k * p, 1)
     cols = (table.index_select(0, idx) * weights).reshape(4, k * p * c).sum(0).reshape(k * p, c)
     # (K*P, C) -> (C, K*P) = (1, C*K, Ho, Wo), then the same 1x1 convolution as the grid_sample form
