@@ -1,9 +1,10 @@
 """Modulated deformable convolution (DCNv2) in plain PyTorch, in two equal forms.
 
 `sample_grid` uses `grid_sample` (fast, differentiable: training and eager inference); the
-portable form (`portable=True`) uses only floor, gather, arithmetic and one matmul on 2-D tensors,
-which ONNX, TFLite and Core ML all run, and is what export uses. Both reproduce torchvision's `deform_conv2d` semantics: offsets laid out
-as (dy, dx) pairs per kernel tap, zero contribution from bilinear corners outside the image.
+portable form (`portable=True`) uses only floor, integer index arithmetic, one gather and a 1x1
+convolution on 2-D tensors, which ONNX, TFLite and Core ML all run, and is what export and
+verification use. Both reproduce torchvision's `deform_conv2d` semantics: offsets laid out as
+(dy, dx) pairs per kernel tap, zero contribution from bilinear corners outside the image.
 """
 from __future__ import annotations
 
