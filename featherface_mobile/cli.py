@@ -230,6 +230,42 @@ def demo(out, model, size) -> None:
         raise click.ClickException(f"{len(failed)} artefact(s) failed verification (kept in {out} for inspection): {', '.join(failed)}")
 
 
+@main.command()
+@click.option("--model", required=True, type=_model_choice(), help="architecture to train")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="run folder: last.pt (resumable), best.pth")
+@click.option("--teacher", type=click.Path(path_type=Path), help="trained teacher checkpoint to distill from")
+@click.option("--teacher-model", type=_model_choice(), help="teacher architecture (detected when omitted)")
+@click.option("--init", default="retinaface", show_default=True, help="backbone init: retinaface, imagenet, none or a checkpoint")
+@click.option("--data", type=click.Path(path_type=Path), help="wider_val_416 folder (default: the shared one)")
+@click.option("--steps", type=int, default=6000, show_default=True)
+@click.option("--batch", type=int, default=8, show_default=True)
+@click.option("--size", type=int, default=320, show_default=True, help="training crop size")
+@click.option("--lr", type=float, default=2e-3, show_default=True)
+@click.option("--temperature", type=float, default=4.0, show_default=True, help="distillation temperature")
+@click.option("--alpha", type=float, default=0.7, show_default=True, help="weight of distillation vs labels")
+@click.option("--eval-every", type=int, default=500, show_default=True, help="steps between eval-split AP checks")
+@click.option("--max-minutes", type=float, help="stop (resumably) after this long; rerun to continue")
+@click.option("--threads", type=int, help="torch CPU threads")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--restart", is_flag=True, help="ignore an existing last.pt in --out")
+@_one_line_errors
+def train(model, out, teacher, teacher_model, init, data, steps, batch, size, lr, temperature, alpha, eval_every,
+          max_minutes, threads, seed, restart) -> None:
+    """Train a model on the WIDER train split, optionally distilled from a teacher (resumable)."""
+    import torch
+
+    from .train import TrainConfig, train as run_train
+
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = TrainConfig(model=model, out=str(out), teacher=str(teacher) if teacher else None, teacher_model=teacher_model,
+                      init=init, data=str(data) if data else None, steps=steps, batch=batch, size=size, lr=lr,
+                      temperature=temperature, alpha=alpha, eval_every=eval_every, seed=seed)
+    state = run_train(cfg, max_minutes=max_minutes, restart=restart, log=click.echo)
+    done = "finished" if state.step >= steps else "paused"
+    click.echo(f"{done} at step {state.step}/{steps} after {state.seconds / 60:.1f} min; best weights: {out / 'best.pth'}")
+
+
 def _register_subcommands() -> None:
     """Commands defined beside their library modules (bench, quantize) join the one CLI here."""
     from .bench_cli import bench

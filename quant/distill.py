@@ -22,12 +22,18 @@ def _as_logits(conf: torch.Tensor) -> torch.Tensor:
 
 
 def distillation_loss(student: tuple[torch.Tensor, ...], teacher: tuple[torch.Tensor, ...], *,
-                      box_weight: float = 2.0, landmark_weight: float = 1.0) -> torch.Tensor:
+                      box_weight: float = 2.0, landmark_weight: float = 1.0, temperature: float = 1.0) -> torch.Tensor:
+    """`temperature` T softens both score distributions (Hinton et al.); the KL term is scaled by T^2
+    so its gradients keep their size. T = 1 is the plain KL."""
     s_loc, s_conf, s_lm = student
     t_loc, t_conf, t_lm = (t.detach() for t in teacher)
     t_logp, s_logp = _as_logits(t_conf), _as_logits(s_conf)
     face = t_logp[..., 1].exp()
-    kl = (t_logp.exp() * (t_logp - s_logp)).sum(-1)
+    if temperature != 1.0:
+        t_soft = F.log_softmax(t_logp / temperature, dim=-1)
+        kl = (t_soft.exp() * (t_soft - F.log_softmax(s_logp / temperature, dim=-1))).sum(-1) * temperature ** 2
+    else:
+        kl = (t_logp.exp() * (t_logp - s_logp)).sum(-1)
     # Normalise by the teacher's face mass so images with few faces count as much as crowds.
     w = face + 1e-3
     norm = w.sum().clamp(min=1.0)
@@ -53,10 +59,21 @@ def encode_boxes(boxes: torch.Tensor, priors: torch.Tensor, variance=(0.1, 0.2))
                       torch.log(sizes / priors[:, 2:]) / variance[1]], dim=1)
 
 
+def encode_landmarks(landmarks: torch.Tensor, priors: torch.Tensor, variance=(0.1, 0.2)) -> torch.Tensor:
+    """Normalised (P, 10) x,y landmarks -> the regression targets `decode_landmarks` inverts."""
+    lm = landmarks.reshape(-1, 5, 2)
+    return ((lm - priors[:, None, :2]) / (variance[0] * priors[:, None, 2:])).reshape(-1, 10)
+
+
 def multibox_loss(student: tuple[torch.Tensor, ...], boxes: list[torch.Tensor], size: int, config, *,
                   teacher: tuple[torch.Tensor, ...] | None = None, iou_threshold: float = 0.35,
-                  negatives_per_positive: int = 3) -> torch.Tensor:
-    """RetinaFace's multibox loss for a batch: `boxes[i]` (M, 4) x1y1x2y2 in input pixels."""
+                  negatives_per_positive: int = 3, landmarks: list[torch.Tensor] | None = None,
+                  has_landmarks: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """RetinaFace's multibox loss for a batch: `boxes[i]` (M, 4) x1y1x2y2 in input pixels.
+
+    Landmark targets: `landmarks[i]` (M, 10) input pixels where `has_landmarks[i]` says they are
+    known; elsewhere the teacher's per-anchor landmark outputs, when a teacher is given.
+    """
     loc, conf, lm = student
     priors = torch.from_numpy(prior_boxes(size, size, config.priors)).to(loc)
     corners = torch.cat([priors[:, :2] - priors[:, 2:] / 2, priors[:, :2] + priors[:, 2:] / 2], dim=1)
@@ -84,7 +101,18 @@ def multibox_loss(student: tuple[torch.Tensor, ...], boxes: list[torch.Tensor], 
         if n_pos:
             target = encode_boxes(gt[best_gt[pos]], priors[pos], config.priors.variance)
             loss = loss + F.smooth_l1_loss(loc[i][pos], target, reduction="sum")
-            if teacher is not None:
-                loss = loss + F.smooth_l1_loss(lm[i][pos], teacher[2][i][pos].detach(), reduction="sum")
+            lm_target = teacher[2][i][pos].detach() if teacher is not None else None
+            if landmarks is not None and len(gt):
+                matched = best_gt[pos]
+                known = has_landmarks[i].to(loc.device)[matched]
+                encoded = encode_landmarks(landmarks[i].to(loc)[matched] / size, priors[pos], config.priors.variance)
+                if lm_target is None:
+                    lm_target, rows = encoded[known], known
+                    loss = loss + F.smooth_l1_loss(lm[i][pos][rows], lm_target, reduction="sum")
+                    lm_target = None
+                else:
+                    lm_target = torch.where(known[:, None], encoded, lm_target)
+            if lm_target is not None:
+                loss = loss + F.smooth_l1_loss(lm[i][pos], lm_target, reduction="sum")
         total = total + loss / max(n_pos, 1)
     return total / len(boxes)
