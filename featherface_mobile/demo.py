@@ -14,9 +14,10 @@ from .checkpoint import load_model
 from .errors import FeatherfaceError
 from .paths import resolve_weights_ref
 
-# The default model is the first whose trained weights are available here. FeatherFace V1 comes after
-# RetinaFace because its INT8 TFLite does not pass the verification gate yet (docs/quantization.md):
-# `featherface demo --model featherface-v1` runs it anyway.
+# The default model is the first whose trained weights are available here: the V2 distilled from V1
+# and shipped in the package (featherface_mobile/weights/MODEL_CARD.md), then the shared checkpoints.
+# FeatherFace V1 comes last because its INT8 TFLite does not pass the verification gate yet
+# (docs/quantization.md): `featherface demo --model featherface-v1` runs it anyway.
 DEFAULT_MODELS = ("featherface-v2", "retinaface-mnet025", "featherface-v1")
 
 DEMO_EXPORTS = (  # (format, options)

@@ -23,11 +23,22 @@ from featherface_mobile.runtime import load_runner
 SIZE = 320
 
 
-TRAINED = ("retinaface-mnet025", "featherface-v1")
+def _packaged(name):
+    from featherface_mobile.models import get_spec
+    from featherface_mobile.paths import resolve_weights_ref
+
+    ref = get_spec(name).default_weights
+    return resolve_weights_ref(ref) if ref and ref.startswith("package:") else None
+
+
+# Models with trained weights: the shared checkpoints and the V2s distilled here (in the package).
+PACKAGED = {name: p for name in list_models() if (p := _packaged(name)) is not None}
+TRAINED = ("retinaface-mnet025", "featherface-v1", *PACKAGED)
 
 
 def trained_or_random(name, retinaface_weights, v1_weights, random_checkpoints):
-    return {"retinaface-mnet025": retinaface_weights, "featherface-v1": v1_weights}.get(name, random_checkpoints[name])
+    trained = {"retinaface-mnet025": retinaface_weights, "featherface-v1": v1_weights, **PACKAGED}
+    return trained.get(name, random_checkpoints[name])
 
 
 @pytest.fixture(scope="module")

@@ -117,3 +117,16 @@ def test_shipped_checkpoint_loads_strictly_and_finds_the_astronaut(name):
 def test_sample_requires_matching_label_shapes():
     s = FaceSample(np.zeros((8, 8, 3), np.uint8), [[0, 0, 4, 4]], [[0] * 10], [True])
     assert s.boxes.shape == (1, 4) and s.landmarks.shape == (1, 10) and s.has_landmarks.shape == (1,)
+
+
+def test_export_without_weights_uses_the_shipped_v2(tmp_path):
+    from click.testing import CliRunner
+
+    from featherface_mobile.cli import main
+    from featherface_mobile.demo import default_weights
+
+    assert default_weights()[0] == "featherface-v2"  # `featherface demo` runs the distilled V2
+    res = CliRunner().invoke(main, ["export", "--model", "featherface-v2", "--format", "onnx", "--size", "320",
+                                    "--verify-images", "2", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "PASS" in res.output and (tmp_path / "featherface-v2_320_fp32.onnx").is_file()

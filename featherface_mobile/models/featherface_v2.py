@@ -239,6 +239,7 @@ def parameter_breakdown(model: nn.Module) -> dict[str, int]:
     "featherface-v2",
     FeatherFaceV2Config(),
     "FeatherFace V2 (design seed): shared CBAM r32, 32-channel light BiFPN x2, grouped SSH, shared heads",
+    default_weights="package:featherface_v2.pth",  # distilled from V1 here: featherface_mobile/weights/MODEL_CARD.md
 )
 def featherface_v2(cfg: FeatherFaceV2Config) -> nn.Module:
     return FeatherFaceV2(cfg)
@@ -248,6 +249,7 @@ def featherface_v2(cfg: FeatherFaceV2Config) -> nn.Module:
     "featherface-v2-ultra",
     FeatherFaceV2UltraConfig(**{s: True for s in ULTRA_SWITCHES}),
     "FeatherFace V2 + the seeds' five low-parameter techniques in exportable form (see docs/v2.md)",
+    default_weights="package:featherface_v2_ultra.pth",
 )
 def featherface_v2_ultra(cfg: FeatherFaceV2UltraConfig) -> nn.Module:
     return FeatherFaceV2(cfg)
