@@ -166,9 +166,24 @@ class TFLiteRunner:
     input_size: int | None = None
     metadata: dict = field(default_factory=dict)
 
+    delegate: str = "xnnpack"
+
     def __post_init__(self):
-        self.interpreter = _interpreter_class()(model_path=str(self.path), num_threads=self.threads)
-        self.interpreter.allocate_tensors()
+        cls = _interpreter_class()
+        self.interpreter = cls(model_path=str(self.path), num_threads=self.threads)
+        try:
+            self.interpreter.allocate_tensors()
+        except RuntimeError as e:
+            if "XNNPACK" not in str(e):
+                raise
+            # XNNPACK refuses some INT8 subgraphs at prepare time; LiteRT's built-in kernels run every op, slower.
+            reason = str(e).split("failed to create XNNPACK runtime")[-1].strip() or "XNNPACK prepare failed"
+            warnings.warn(f"{self.path.name}: XNNPACK cannot run it ({reason}); using LiteRT's built-in kernels", stacklevel=2)
+            resolver = sys.modules[cls.__module__].OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+            self.interpreter = cls(model_path=str(self.path), num_threads=self.threads,
+                                   experimental_op_resolver_type=resolver)
+            self.interpreter.allocate_tensors()
+            self.delegate = "builtin"
         self.metadata = read_metadata(self.path)
         inp = self.interpreter.get_input_details()[0]
         self._input = inp
