@@ -170,8 +170,14 @@ class SeparableConvBlock(nn.Module):
 
 def same_maxpool3x3s2(x: torch.Tensor) -> torch.Tensor:
     # TF SAME padding of a 3x3/2 max pool on an even-sized map pads one zero row/column at the
-    # bottom/right; the reference implementation pads with zeros (not -inf), so we do too.
-    return F.max_pool2d(F.pad(x, [0, 1, 0, 1]), 3, 2)
+    # bottom/right; the reference implementation pads with zeros (not -inf), so we do too. The zeros
+    # are concatenated rather than added by F.pad: onnx2tf folds a Pad followed by MaxPool into the
+    # pool's own SAME padding, which pads with -inf, and the TFLite model then differs wherever the
+    # border is negative (0.23 at V2's outputs).
+    b, c, h, w = x.shape
+    x = torch.cat([x, x.new_zeros(b, c, 1, w)], dim=2)
+    x = torch.cat([x, x.new_zeros(b, c, h + 1, 1)], dim=3)
+    return F.max_pool2d(x, 3, 2)
 
 
 def _down_channel(inp: int, oup: int) -> nn.Sequential:
