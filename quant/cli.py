@@ -25,7 +25,8 @@ def quantize() -> None:
 @click.option("--top", default=15, show_default=True, help="rows printed")
 def report_cmd(artefact: Path, weights: Path | None, images: int, image_dir: Path | None, plot: Path | None,
                json_path: Path | None, top: int) -> None:
-    """SQNR of every INT8 tensor of ARTEFACT vs its float twin, worst first, and per-output error."""
+    """SQNR of every INT8 tensor of ARTEFACT vs its float twin (its own INT8 step, and accumulated), worst
+    own SQNR first, and per-output error."""
     from .report import int8_report
 
     plot = plot or artefact.with_name(artefact.name + ".int8_report.png")

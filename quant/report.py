@@ -4,9 +4,19 @@ Use case: an INT8 export fails the verify gate and you want to know where the ac
 Modelled on onnxruntime's `qdq_loss_debug`: collect activations -> match float vs quantized ->
 per-tensor SQNR. The float reference is the artefact's own *float twin*: the same graph with every
 INT8 tensor turned into float32 (constants dequantized, QUANTIZE/DEQUANTIZE ops bypassed), so
-every tensor matches one to one by index and the SQNR isolates the activation rounding that
-INT8 inference adds on top of the (already rounded) INT8 weights. Per-output errors are also
-given against the PyTorch model, which includes the weight rounding.
+every tensor matches one to one by index. Two figures per tensor:
+
+- own SQNR (the ranking): the twin's float values of the tensor rounded and clipped on the tensor's
+  own INT8 grid, SQNR per channel, median over channels. It is the error this tensor's scale adds,
+  not what it inherits, so the tensor that causes a loss ranks first (onnxruntime's pre/post-QDQ
+  comparison). Per channel, because TFLite activations have one scale per tensor: a few loud
+  channels set the step for all, and a power-weighted SQNR over the whole tensor is dominated by
+  the loud channels, which survive; the quiet ones, usually most of them, are what is lost.
+- accumulated SQNR: INT8 inference vs the twin at that tensor, i.e. every rounding upstream of it.
+  It falls along the network and is lowest at the heads whatever the cause, so it says how much
+  signal is left, not where it went.
+
+Per-output errors are also given against the PyTorch model, which includes the weight rounding.
 """
 from __future__ import annotations
 
@@ -24,8 +34,9 @@ class TensorError:
     name: str
     op: str  # the operator that produces the tensor
     shape: list[int]
-    sqnr_db: float  # 10 log10(signal power / rounding noise power); higher is better
-    cosine: float
+    own_sqnr_db: float  # median over channels of the SQNR of this tensor's own INT8 step (twin values re-rounded)
+    sqnr_db: float  # accumulated: 10 log10(signal power / noise power), INT8 inference vs the twin; higher is better
+    cosine: float  # accumulated, INT8 inference vs the twin
     scale: float  # INT8 step of the tensor
 
 
@@ -33,7 +44,7 @@ class TensorError:
 class Int8Report:
     artefact: str
     images: int
-    tensors: list[TensorError]  # worst (lowest SQNR) first
+    tensors: list[TensorError]  # worst (lowest own SQNR) first
     outputs: dict[str, dict[str, float]]  # output -> {sqnr_db vs twin, cosine vs pytorch, ...}
     notes: list[str] = field(default_factory=list)
 
@@ -42,10 +53,13 @@ class Int8Report:
 
     def table(self, top: int = 15) -> str:
         lines = [f"INT8 error report of {Path(self.artefact).name} on {self.images} images "
-                 f"({len(self.tensors)} quantized tensors; worst first)",
-                 f"{'rank':>4} {'SQNR dB':>8} {'cosine':>8}  {'op':<18} tensor"]
+                 f"({len(self.tensors)} quantized tensors; worst own SQNR first)",
+                 "own: this tensor's INT8 step, median channel; accumulated: INT8 inference vs float twin here",
+                 f"{'rank':>4} {'own dB':>7} {'accum dB':>8} {'cosine':>8}  {'op':<18} {'shape':<16} tensor"]
         for i, t in enumerate(self.tensors[:top]):
-            lines.append(f"{i + 1:>4} {t.sqnr_db:>8.2f} {t.cosine:>8.5f}  {t.op:<18} {t.name[:90]}")
+            shape = "x".join(str(d) for d in t.shape)
+            lines.append(f"{i + 1:>4} {t.own_sqnr_db:>7.2f} {t.sqnr_db:>8.2f} {t.cosine:>8.5f}  {t.op:<18} {shape:<16} "
+                         f"{t.name[:90]}")
         lines.append("outputs: " + "; ".join(
             f"{k}: " + ", ".join(f"{m} {v:.4g}" for m, v in d.items()) for k, d in self.outputs.items()))
         return "\n".join(lines + self.notes)
@@ -56,6 +70,23 @@ def sqnr_db(reference: np.ndarray, quantized: np.ndarray) -> float:
     noise = ref - quantized.astype(np.float64).ravel()
     p_noise = float(noise @ noise)
     return float("inf") if p_noise == 0 else 10.0 * np.log10(max(float(ref @ ref), 1e-30) / p_noise)
+
+
+def own_rounding_error(values: np.ndarray, scale: float, zero: int) -> tuple[np.ndarray, np.ndarray]:
+    """(signal power, noise power) per channel (last axis) of `values` rounded and clipped on an INT8 grid."""
+    q = np.clip(np.round(values / scale) + zero, -128, 127)
+    noise = values - (q - zero) * scale
+    flat = values.reshape(-1, values.shape[-1] if values.ndim else 1)
+    return (flat * flat).sum(0), (noise.reshape(flat.shape) ** 2).sum(0)
+
+
+def median_channel_sqnr_db(signal: np.ndarray, noise: np.ndarray) -> float:
+    """Median over channels of 10 log10(signal / noise); channels without signal (always 0) are left out."""
+    live = signal > 0
+    if not live.any():
+        return float("inf")
+    with np.errstate(divide="ignore"):
+        return float(np.median(10.0 * np.log10(signal[live] / noise[live])))
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -165,6 +196,7 @@ def tflite_report(artefact: str | Path, weights: str | Path | None = None, *, im
     size = int(q.get_input_details()[0]["shape"][1])
     batches = model_inputs(sample_images(images, image_dir, split=split), size, (net.config.mean_bgr if net else meta["mean"]))
     acc: dict[int, list[float]] = {i: [0.0, 0.0, 0.0, 0.0] for i in candidates}  # ref@ref, noise@noise, ref@got, got@got
+    own: dict[int, list[np.ndarray]] = {}  # per-channel signal and noise power of the tensor's own rounding
     runner = TFLiteRunner.__new__(TFLiteRunner)  # reuse the output matching/dequantization of the runner
     out_ref, out_q, out_pt = [], [], []
     for b in batches:
@@ -182,6 +214,8 @@ def tflite_report(artefact: str | Path, weights: str | Path | None = None, *, im
             a[1] += float(((ref - got) ** 2).sum())
             a[2] += float((ref * got).sum())
             a[3] += float((got * got).sum())
+            sig, noise = own_rounding_error(ref, scale, zero)
+            own[i] = [sig, noise] if i not in own else [own[i][0] + sig, own[i][1] + noise]
         for it, sink in ((q, out_q), (f, out_ref)):
             runner.interpreter = it
             sink.append([it.get_tensor(o["index"]).astype(np.float32) for o in TFLiteRunner._match_outputs(runner)])
@@ -191,9 +225,10 @@ def tflite_report(artefact: str | Path, weights: str | Path | None = None, *, im
     for i, (rr, nn_, rg, gg) in acc.items():
         d = details[i]
         tensors.append(TensorError(i, d["name"], producers[i], [int(s) for s in d["shape"]],
+                                   median_channel_sqnr_db(*own[i]),
                                    float("inf") if nn_ == 0 else 10 * np.log10(max(rr, 1e-30) / nn_),
                                    rg / max(np.sqrt(rr * gg), 1e-30), float(d["quantization"][0])))
-    tensors.sort(key=lambda t: t.sqnr_db)
+    tensors.sort(key=lambda t: t.own_sqnr_db)
     outputs = {}
     for k, name in enumerate(OUTPUT_NAMES):
         ref = np.concatenate([o[k].ravel() for o in out_ref])
@@ -202,7 +237,8 @@ def tflite_report(artefact: str | Path, weights: str | Path | None = None, *, im
         if out_pt:
             pt = np.concatenate([o[k].ravel() for o in out_pt])
             outputs[name].update(sqnr_db_vs_pytorch=sqnr_db(pt, got), cosine_vs_pytorch=cosine(pt, got))
-    notes = [f"reference: float twin of the artefact (INT8 weights, float activations); images: {split} split"]
+    notes = [f"reference: float twin of the artefact (INT8 weights, float activations); images: {split} split",
+             "a concatenation's inputs share its INT8 scale: a loud branch lowers its siblings' own SQNR too"]
     return Int8Report(str(artefact), len(batches), tensors, outputs, notes)
 
 
@@ -225,7 +261,7 @@ def int8_report(artefact: str | Path, weights: str | Path | None = None, *, imag
 
 
 def plot_report(report: Int8Report, path: str | Path, top: int = 30) -> None:
-    """Horizontal bars: SQNR of the `top` worst tensors, worst at the top."""
+    """Horizontal bars: own SQNR of the `top` worst tensors, worst at the top, with their accumulated SQNR."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -236,10 +272,13 @@ def plot_report(report: Int8Report, path: str | Path, top: int = 30) -> None:
     worst = report.tensors[:top]
     fig, ax = plt.subplots(figsize=(9, 0.28 * len(worst) + 1.2))
     labels = [f"{t.op} #{t.index} {t.name[-38:]}" for t in worst]
-    ax.barh(range(len(worst)), [t.sqnr_db for t in worst], color="tab:red")
-    ax.set_yticks(range(len(worst)), labels, fontsize=7)
+    rows = np.arange(len(worst))
+    ax.barh(rows - 0.2, [t.own_sqnr_db for t in worst], height=0.4, color="tab:red", label="own (median channel)")
+    ax.barh(rows + 0.2, [t.sqnr_db for t in worst], height=0.4, color="tab:gray", label="accumulated")
+    ax.set_yticks(rows, labels, fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel("SQNR (dB), INT8 vs float twin; lower is worse")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_xlabel("SQNR (dB) vs the float twin; lower is worse")
     ax.set_title(f"{Path(report.artefact).name}: {top} worst of {len(report.tensors)} tensors")
     ax.grid(axis="x", alpha=0.3)
     with atomic_path(Path(path)) as tmp:

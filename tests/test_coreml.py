@@ -63,6 +63,42 @@ def test_int8_weights_are_smaller_and_pass(retinaface_fp16, retinaface_weights, 
     assert "constexpr_affine_dequantize" in MilProgram.load(art.path).op_types()
 
 
+# The smallest size where V1's stride-8 sampling-grid vectors (48x48 = 2304 elements) exceed
+# coremltools' 2048-element quantization threshold: at 320 (1600) a global INT8 config leaves them
+# alone and would pass without the weights-only config.
+V1_INT8_SIZE = 384
+
+
+@pytest.fixture(scope="module")
+def v1_int8(v1_weights, tmp_path_factory):
+    res = export(v1_weights, formats=["coreml"], options=ExportOptions(size=V1_INT8_SIZE, int8=True),
+                 out=tmp_path_factory.mktemp("cm_v1_int8"), keep_failed=True, **quiet)
+    return (res.artefacts + res.failed)[0]  # kept when it fails, so the test shows the gate's figures
+
+
+def test_v1_int8_quantizes_only_conv_and_linear_weights_and_passes(v1_int8):
+    assert v1_int8.verify.passed and v1_int8.verify.f1 >= 0.97, v1_int8.verify.summary()
+    prog = MilProgram.load(v1_int8.path)
+    consumers = {c.op_type for o in prog.main.operations if o.op_type.startswith("constexpr_")
+                 for c in o.outputs[0].child_ops}
+    assert consumers == {"conv", "linear"}  # never the deformable convs' integer sampling grid
+
+
+def test_mil_evaluator_dequantizes_int8_weights_as_coremltools_does(v1_int8):
+    prog = MilProgram.load(v1_int8.path)
+    env: dict = {}
+    checked = 0
+    for o in prog.main.operations:
+        if o.op_type == "constexpr_affine_dequantize":
+            prog._run(o, env)
+            expected = np.asarray(o.materialized_val_inference(), np.float32)  # coremltools' own decompress, fp16
+            got = env[o.outputs[0].name]
+            assert got.dtype == np.float32 and got.shape == expected.shape
+            np.testing.assert_array_equal(got, expected, err_msg=o.name)
+            checked += 1
+    assert checked > 40
+
+
 def test_mil_evaluator_matches_pytorch_within_1e3_on_an_fp32_program(retinaface_model, tmp_path):
     path = tmp_path / "retinaface_fp32.mlpackage"
     meta = artefact_metadata(retinaface_model, SIZE, "fp32", "coreml", "NCHW", None)
