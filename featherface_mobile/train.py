@@ -116,7 +116,9 @@ def labelled_faces(data_dir: Path, names: list[str], teacher: nn.Module | None, 
 
 
 def make_batch(samples: list[FaceSample], cfg: TrainConfig, step: int, mean_bgr) -> tuple[torch.Tensor, list[FaceSample]]:
-    """The batch of `step`: a pure function of (seed, step)."""
+    """The batch of `step`: a pure function of (seed, step), normalised as at run time."""
+    from .processing import normalize
+
     rng = np.random.default_rng([cfg.seed, step])
     items = []
     for _ in range(cfg.batch):
@@ -125,8 +127,7 @@ def make_batch(samples: list[FaceSample], cfg: TrainConfig, step: int, mean_bgr)
         else:
             s = augment(samples[int(rng.integers(0, len(samples)))], cfg.size, rng)
         items.append(keep_visible(s))
-    x = np.stack([s.image for s in items]).astype(np.float32) - np.asarray(mean_bgr, np.float32)
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))), items
+    return torch.from_numpy(np.concatenate([normalize(s.image, mean_bgr) for s in items])), items
 
 
 def batch_loss(student: nn.Module, teacher: nn.Module | None, x: torch.Tensor, items: list[FaceSample],
