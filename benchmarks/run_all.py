@@ -1,13 +1,15 @@
 """Reproduce the README speed + accuracy tables in one run.
 
-Exports every registered model to ONNX and TFLite fp32/fp16/int8 at each size (trained checkpoints
-where they exist, a seeded untrained stand-in otherwise: speed only, AP "untrained"), benchmarks them
+Exports every registered model to ONNX and TFLite fp32/fp16/int8 at each size (the registry's trained
+weights where they exist: shared checkpoints, packaged V2s; a seeded untrained stand-in otherwise:
+speed only, AP "untrained"), benchmarks them
 interleaved beside their PyTorch checkpoint and the MediaPipe BlazeFace peers, measures the
 machine's peak on one large convolution in each runtime, adds MACs and WIDER AP, and writes
 benchmarks/results/{bench_results.json, README_tables.md, bench_<size>.png}.
 
 Full run:  python benchmarks/run_all.py            (quiet machine; see docs/benchmarks.md)
 Smoke run: python benchmarks/run_all.py --quick    (one model, 320 only, few runs; writes results/quick/)
+Exports first (untimed, can share the machine): python benchmarks/run_all.py --exports-only
 """
 from __future__ import annotations
 
@@ -22,12 +24,10 @@ import torch
 
 from featherface_mobile import bench as B
 from featherface_mobile.io import write_json
-from featherface_mobile.models import list_models
+from featherface_mobile.models import get_spec, list_models
 from featherface_mobile.models.standin import untrained_standin
-from featherface_mobile.paths import shared_dir, wider_val_dir
+from featherface_mobile.paths import resolve_weights_ref, shared_dir, wider_val_dir
 
-TRAINED = {"retinaface-mnet025": "weights/retinaface_mnet025/mobilenet0.25_Final.pth",
-           "featherface-v1": "weights/featherface/featherface_v1_592k.pth"}
 VARIANTS = (("onnx", {}), ("tflite", {}), ("tflite", {"fp16": True}), ("tflite", {"int8": True}))
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -38,11 +38,12 @@ def log(msg: str) -> None:
 
 def checkpoints(models: list[str], out: Path) -> dict[str, tuple[Path, bool]]:
     """model -> (checkpoint, trained?). Untrained: the seeded stand-in of models/standin.py."""
-    shared = shared_dir()
     found = {}
     for name in models:
-        if name in TRAINED and shared and (shared / TRAINED[name]).is_file():
-            found[name] = (shared / TRAINED[name], True)
+        ref = get_spec(name).default_weights
+        trained = resolve_weights_ref(ref) if ref else None
+        if trained is not None:
+            found[name] = (trained, True)
             continue
         path = out / "checkpoints" / f"{name}_standin_seed0.pth"
         if not path.is_file():
@@ -116,6 +117,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, help="untimed runs per row (default: 5)")
     ap.add_argument("--runs", type=int, help="timed runs per row (default: 50)")
     ap.add_argument("--no-eval", action="store_true", help="skip the WIDER AP column")
+    ap.add_argument("--exports-only", action="store_true", help="export (or reuse) every artefact, then stop")
     ap.add_argument("--profile", action="store_true", help="add onnxruntime per-op profiles and TFLite op mixes")
     ap.add_argument("--work", type=Path, default=Path("runs/bench"), help="exports and checkpoints (reused between runs)")
     ap.add_argument("--results", type=Path, help="where tables, JSON and plots go (default: benchmarks/results, --quick: results/quick)")
@@ -147,6 +149,8 @@ def main() -> None:
     peaks_paths = B.peak_conv_artefacts(a.work / "peak")
     peers = sorted((shared_dir() / "peers" / "mediapipe_blazeface").glob("*.tflite")) if shared_dir() else []
     log(f"exports ready after {time.perf_counter() - started:.0f}s")
+    if a.exports_only:
+        return
 
     # 2. benchmark: the peak convs first, then one interleaved group per (size, threads)
     rows: list[B.BenchResult] = []

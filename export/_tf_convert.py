@@ -61,6 +61,13 @@ def convert(onnx_path: Path, work: Path, precision: str, calib: Path | None) -> 
     conv._experimental_calibrate_only = True
     calibrated, summary = mse_ranges(conv.convert(), data[:16])
     print(f"INT8_RANGES={summary}")
+    if os.environ.get("FEATHERFACE_INT8_LEARNED"):  # QAT's learned ranges replace calibration where matched
+        import json
+
+        from featherface_mobile.quant.learned import LearnedRanges, apply_to_calibrated_tflite
+
+        calibrated, learned = apply_to_calibrated_tflite(calibrated, LearnedRanges.load(os.environ["FEATHERFACE_INT8_LEARNED"]))
+        print(f"INT8_LEARNED={json.dumps(learned)}")
     out.write_bytes(mlir_quantize(calibrated, input_data_type=tf.float32, output_data_type=tf.float32))
     return out
 

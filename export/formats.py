@@ -15,7 +15,7 @@ from featherface_mobile.errors import FeatherfaceError, require
 from featherface_mobile.runtime import register_runner
 
 # Options a user can set; each format declares the subset it accepts.
-OPTION_NAMES = ("int8", "fp16", "dynamic", "with_postprocess", "calib", "native_deform", "image_input")
+OPTION_NAMES = ("int8", "fp16", "dynamic", "with_postprocess", "calib", "native_deform", "image_input", "int8_ranges")
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class ExportOptions:
     native_deform: bool = False  # ONNX: DeformConv (opset 19) instead of the portable gather form
     image_input: bool = False  # Core ML: ImageType input with the BGR mean baked in
     max_faces: int = 100  # ONNX --with-postprocess: fixed number of output faces
+    int8_ranges: Path | None = None  # INT8: activation ranges learned by QAT (quant/learned.py) instead of calibration
 
     def set_options(self) -> set[str]:
         """Names of the non-default options that a format must accept."""
@@ -99,6 +100,8 @@ def check_options(spec: FormatSpec, opts: ExportOptions) -> None:
         flags = ", ".join("--" + u.replace("_", "-") for u in unsupported)
         ok = ", ".join("--" + o.replace("_", "-") for o in sorted(spec.options)) or "none"
         raise FeatherfaceError(f"{flags} not supported for format {spec.name} (it accepts: {ok})")
+    if opts.int8_ranges is not None and not opts.int8:
+        raise FeatherfaceError("--int8-ranges sets INT8 activation ranges; add --int8")
     for group in spec.exclusive:
         both = sorted(group & opts.set_options())
         if len(both) > 1:

@@ -88,19 +88,43 @@ def export_onnx(model: nn.Module, opts: ExportOptions, path: Path, metadata: dic
 def export_onnx_int8(model: nn.Module, opts: ExportOptions, path: Path, metadata: dict) -> dict:
     """The float ONNX of `prepare_for_int8(model)` (same preparation and calibration images as TFLite
     INT8), quantized to QDQ INT8 into `path`."""
-    from featherface_mobile.quant import QdqSettings, prepare_for_int8, quantize_onnx_qdq
+    import onnx
+
+    from featherface_mobile.quant import QdqSettings, quantize_onnx_qdq
+    from featherface_mobile.quant.ptq import int8_source
 
     from .tflite_format import calibration_batches  # lazy: tflite_format imports this module
 
     calib = [x.transpose(2, 0, 1)[None].copy() for x in calibration_batches(model, opts)]
-    prepared = prepare_for_int8(model, [torch.from_numpy(b) for b in calib[:32]])
+    prepared, learned = int8_source(model, [torch.from_numpy(b) for b in calib[:32]], opts.int8_ranges, opts.size)
     settings = QdqSettings()
-    meta = dict(metadata, precision="int8", quantization=dict(settings.as_dict(), calibration_images=len(calib)))
+    quantization = dict(settings.as_dict(), calibration_images=len(calib))
     with tempfile.TemporaryDirectory(prefix="ff-onnx-int8-") as tmp:
         float_path = Path(tmp) / "prepared.onnx"
-        export_onnx_float(prepared, dataclasses.replace(opts, int8=False), float_path, meta)
-        facts = quantize_onnx_qdq(float_path, path, calib, settings=settings)
-    return {"opset": OPSET, "quantizer": "onnxruntime quantize_static (QDQ)", **facts}
+        export_onnx_float(prepared, dataclasses.replace(opts, int8=False, int8_ranges=None), float_path, metadata)
+        overrides = {}
+        if learned is not None:
+            from featherface_mobile.quant.learned import onnx_overrides
+
+            overrides, quantization["learned_ranges"] = onnx_overrides(float_path, learned)
+        proto = onnx.load(str(float_path))
+        meta = dict(json.loads(_metadata(proto)["featherface"]), precision="int8", quantization=quantization)
+        _set_metadata(proto, meta)
+        onnx.save(proto, str(float_path))
+        facts = quantize_onnx_qdq(float_path, path, calib, settings=settings, overrides=overrides)
+    return {"opset": OPSET, "quantizer": "onnxruntime quantize_static (QDQ)", **facts,
+            **({"learned_ranges": quantization["learned_ranges"]} if learned is not None else {})}
+
+
+def _metadata(proto) -> dict[str, str]:
+    return {p.key: p.value for p in proto.metadata_props}
+
+
+def _set_metadata(proto, meta: dict) -> None:
+    del proto.metadata_props[:]
+    for k, v in {"featherface": json.dumps(meta), "model": meta["model"], "version": meta["version"]}.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, v
 
 
 def export_onnx_float(model: nn.Module, opts: ExportOptions, path: Path, metadata: dict) -> dict:
@@ -122,10 +146,7 @@ def export_onnx_float(model: nn.Module, opts: ExportOptions, path: Path, metadat
     proto = onnxslim.slim(onnx.load(str(path)))
     meta = dict(metadata, input_layout="NCHW", dynamic=opts.dynamic, with_postprocess=opts.with_postprocess,
                 native_deform=opts.native_deform)
-    del proto.metadata_props[:]
-    for k, v in {"featherface": json.dumps(meta), "model": meta["model"], "version": meta["version"]}.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = k, v
+    _set_metadata(proto, meta)
     proto.producer_name = "featherface-mobile"
     onnx.save(proto, str(path))
     return {"opset": opset, "nodes": len(proto.graph.node)}
@@ -205,7 +226,7 @@ def _onnx_runner(path: Path, *, threads: int = 0, **_) -> OnnxRunner:
 
 register_format(FormatSpec(
     name="onnx", suffix=".onnx", exporter=export_onnx, runner=_onnx_runner,
-    options=frozenset({"dynamic", "with_postprocess", "int8", "calib", "native_deform"}), extra="onnx",
+    options=frozenset({"dynamic", "with_postprocess", "int8", "calib", "native_deform", "int8_ranges"}), extra="onnx",
     modules=("onnx", "onnxslim", "onnxruntime"),
     option_checks=(_check_native_deform,),
     fp32_max_abs=1e-4,

@@ -40,14 +40,17 @@ def export_tflite(model: nn.Module, opts: ExportOptions, path: Path, metadata: d
     with tempfile.TemporaryDirectory(prefix="ff-tflite-") as tmp:
         tmp = Path(tmp)
         onnx_path = tmp / "model.onnx"
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
         if precision == "int8":
-            from featherface_mobile.quant import prepare_for_int8
-
             import torch
+
+            from featherface_mobile.quant.ptq import int8_source
 
             calib_nhwc = calibration_batches(model, opts)
             batches = [torch.from_numpy(x.transpose(2, 0, 1)[None].copy()) for x in calib_nhwc[:32]]
-            model = prepare_for_int8(model, batches)
+            model, ranges = int8_source(model, batches, opts.int8_ranges, opts.size)
+            if ranges is not None:
+                env["FEATHERFACE_INT8_LEARNED"] = str(Path(opts.int8_ranges).resolve())
         export_onnx(model, ExportOptions(size=opts.size), onnx_path, metadata)
         cached = _float_cache(onnx_path, precision)
         if cached is not None and cached.is_file():  # onnx2tf wrote both float variants of this graph before
@@ -59,7 +62,6 @@ def export_tflite(model: nn.Module, opts: ExportOptions, path: Path, metadata: d
         np.save(calib, calib_nhwc if precision == "int8" else
                 calibration_batches(model, ExportOptions(size=opts.size, calib=opts.calib, calib_images=20)))
         args.append(str(calib))
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
         proc = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp)
         out_line = [ln for ln in proc.stdout.splitlines() if ln.startswith("TFLITE_OUTPUT=")]
         if proc.returncode != 0 or not out_line:
@@ -67,10 +69,14 @@ def export_tflite(model: nn.Module, opts: ExportOptions, path: Path, metadata: d
             raise FeatherfaceError(f"TFLite conversion failed ({tail[0][:200]}); run with the ONNX export to inspect the graph")
         produced = Path(out_line[0].split("=", 1)[1])
         meta = dict(metadata, input_layout="NHWC", input_dtype="float32")
+        learned = [json.loads(ln.split("=", 1)[1]) for ln in proc.stdout.splitlines() if ln.startswith("INT8_LEARNED=")]
+        if learned:
+            meta["quantization"] = {"activation_ranges": "learned by QAT", "learned_ranges": learned[0]}
         path.write_bytes(embed_metadata(produced.read_bytes(), meta))
         if cached is not None:
             _fill_float_cache(produced, cached.parent)
-    return {"converter": "onnx2tf 1.29 + TFLiteConverter" if precision == "int8" else "onnx2tf 1.29"}
+    facts = {"converter": "onnx2tf 1.29 + TFLiteConverter" if precision == "int8" else "onnx2tf 1.29"}
+    return dict(facts, **({"learned_ranges": learned[0]} if learned else {}))
 
 
 def _float_cache(onnx_path: Path, precision: str) -> Path | None:
@@ -223,7 +229,7 @@ def _tflite_runner(path: Path, *, threads: int = 2, **_) -> TFLiteRunner:
 
 register_format(FormatSpec(
     name="tflite", suffix=".tflite", exporter=export_tflite, runner=_tflite_runner,
-    options=frozenset({"int8", "fp16", "calib"}), extra="tflite",
+    options=frozenset({"int8", "fp16", "calib", "int8_ranges"}), extra="tflite",
     modules=("onnx", "onnxslim", "onnx2tf", "tensorflow", "ai_edge_litert"),
     fp32_max_abs=1e-3,
     notes="NHWC float32 input; INT8 is full-integer inside with float32 input/output tensors",

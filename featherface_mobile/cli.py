@@ -149,13 +149,15 @@ def golden(out, model, size, images) -> None:
 @click.option("--image-input", is_flag=True, help="Core ML: image input with the BGR mean baked in")
 @click.option("--calib", type=click.Path(path_type=Path), help="INT8 calibration images (default: shared WIDER train split)")
 @click.option("--calib-images", type=int, default=100, show_default=True)
+@click.option("--int8-ranges", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="INT8 activation ranges learned by `quantize qat` (its .ranges.npz) instead of calibrated ones")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("exports"), show_default=True)
 @click.option("--verify-images", type=int, default=8, show_default=True, help="real images used by the verification gate")
 @click.option("--keep-failed", is_flag=True, help="keep artefacts that fail verification")
 @click.option("--trust-checkpoint", is_flag=True, help="allow pickled objects in the checkpoint (weights_only=False)")
 @_one_line_errors
 def export(weights, model, formats, size, int8, fp16, dynamic, with_postprocess, max_faces, native_deform, image_input,
-           calib, calib_images, out, verify_images, keep_failed, trust_checkpoint) -> None:
+           calib, calib_images, int8_ranges, out, verify_images, keep_failed, trust_checkpoint) -> None:
     """Export a checkpoint to ONNX / TFLite / Core ML; every artefact is verified against PyTorch."""
     import warnings
 
@@ -164,7 +166,7 @@ def export(weights, model, formats, size, int8, fp16, dynamic, with_postprocess,
     warnings.filterwarnings("ignore", category=UserWarning)
     options = ExportOptions(size=size, int8=int8, fp16=fp16, dynamic=dynamic, with_postprocess=with_postprocess,
                             max_faces=max_faces, native_deform=native_deform, image_input=image_input, calib=calib,
-                            calib_images=calib_images)
+                            calib_images=calib_images, int8_ranges=int8_ranges)
     result = run_export(weights, model=model, formats=_csv(formats), options=options, out=out,
                         verify_images=verify_images, keep_failed=keep_failed, trust=trust_checkpoint, log=click.echo)
     for art in result.artefacts:

@@ -145,11 +145,13 @@ def quantize_onnx_qdq(
     calibration: Sequence[np.ndarray],
     *,
     settings: QdqSettings = QdqSettings(),
+    overrides: dict | None = None,
 ) -> dict:
     """Write the QDQ INT8 version of `float_model` to `out` (atomically); return its facts.
 
     `calibration`: NCHW float32 batches of one image, preprocessed exactly as at run time.
     The float model's metadata_props (the artefact metadata) are carried over unchanged.
+    `overrides`: onnxruntime TensorQuantOverrides (e.g. QAT-learned rmin/rmax, `quant.learned`).
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -164,7 +166,8 @@ def quantize_onnx_qdq(
     # No CalibMaxIntermediateOutputs: in onnxruntime 1.23 MinMax it drops the collected ranges
     # instead of merging them (only the last few images would count). MinMax keeps only per-tensor
     # min/max per image, so memory stays small without it.
-    extra = {"ActivationSymmetric": settings.activations == "int8", "WeightSymmetric": True}
+    extra = {"ActivationSymmetric": settings.activations == "int8", "WeightSymmetric": True,
+             **({"TensorQuantOverrides": overrides} if overrides else {})}
     with tempfile.TemporaryDirectory(prefix="ff-qdq-") as tmp, atomic_path(out) as part:
         raw = Path(tmp) / "qdq.onnx"
         quantize_static(

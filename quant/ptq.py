@@ -20,3 +20,29 @@ def prepare_for_int8(model: nn.Module, calibration: list[torch.Tensor], *, bias_
     if bias_correction and calibration:
         out = correct_biases(out, calibration[:16], calibration=calibration)
     return out
+
+
+def int8_source(model: nn.Module, calibration: list[torch.Tensor], ranges=None, size: int | None = None):
+    """(model to convert, learned ranges or None) for an INT8 export.
+
+    Without `ranges`: `prepare_for_int8`. With a QAT ranges file: the QAT-trained model as it is
+    (BN folded only: QAT trained the prepared model, and re-equalizing would move its tensors away
+    from the ranges learned for them) and the ranges, which must have been learned at `size`.
+    """
+    if ranges is None:
+        return prepare_for_int8(model, calibration), None
+    from featherface_mobile.errors import FeatherfaceError
+
+    from .equalize import fold_batchnorm
+    from .learned import LearnedRanges
+
+    learned = LearnedRanges.load(ranges)
+    learned_size = int(learned.reference.shape[-1])
+    if size is not None and learned_size != size:
+        raise FeatherfaceError(f"the QAT ranges in {ranges} were learned at {learned_size}x{learned_size}; "
+                               f"export at --size {learned_size} or run `quantize qat --size {size}`")
+    out = fold_batchnorm(model)
+    for attr in ("config", "model_name"):
+        if hasattr(model, attr):
+            setattr(out, attr, getattr(model, attr))
+    return out, learned

@@ -157,6 +157,7 @@ def train_qat(qat_model: nn.Module, teacher: nn.Module, samples: list[Sample], *
 class QATResult:
     weights: Path  # trained float weights (BN folded), loadable with `load_model(..., model=...)`
     log: QATLog
+    ranges: Path | None = None  # learned activation ranges (quant/learned.py), for `export --int8-ranges`
     artefacts: list = field(default_factory=list)
     reference_verify: list = field(default_factory=list)  # each artefact verified against the original weights
 
@@ -165,8 +166,10 @@ def quantization_aware_training(weights: str | Path | None = None, *, model: str
                                 data: str | Path | None = None, epochs: int = 1, steps: int | None = None,
                                 size: int = 640, lr: float = 1e-5, distill: float = 1.0, labels: bool = True,
                                 out: str | Path = "exports", formats: tuple[str, ...] = ("tflite",),
-                                export_size: int = 640, log=print) -> QATResult:
-    """QAT on the train split, save the trained weights, and export INT8 artefacts from them."""
+                                export_size: int | None = None, log=print) -> QATResult:
+    """QAT on the train split, save the trained weights and learned ranges, and export INT8 artefacts
+    from them with those ranges (at `export_size`, default `size`; at another size they are calibrated)."""
+    from .learned import collect
     from featherface_mobile.checkpoint import load_model
     from featherface_mobile.paths import wider_val_dir
     from featherface_mobile.splits import split_images
@@ -191,12 +194,20 @@ def quantization_aware_training(weights: str | Path | None = None, *, model: str
     with atomic_path(wpath) as tmp:
         torch.save(_unfolded_state(tuned, net), tmp)
     log(f"trained weights: {wpath} (loss {qlog.mean(True):.3f} -> {qlog.mean(False):.3f}, {qlog.seconds:.0f}s)")
-    result = QATResult(wpath, qlog)
+    rpath = out / f"{net.model_name}_qat.ranges.npz"
+    learned = collect(qat_model, samples[0].batch)
+    learned.save(rpath)
+    log(f"learned ranges: {rpath} ({len(learned.ranges)} activation tensors at {size}x{size})")
+    result = QATResult(wpath, qlog, rpath)
+    export_size = export_size or size
     if formats:
         from featherface_mobile.export import ExportOptions, export
 
-        res = export(wpath, model=net.model_name, formats=list(formats),
-                     options=ExportOptions(size=export_size, int8=True), out=out, keep_failed=True, log=log)
+        if export_size != size:
+            log(f"export at {export_size}, not the QAT size {size}: INT8 ranges are calibrated, not the learned ones")
+        options = ExportOptions(size=export_size, int8=True, int8_ranges=rpath if export_size == size else None)
+        res = export(wpath, model=net.model_name, formats=list(formats), options=options, out=out, keep_failed=True,
+                     log=log)
         result.artefacts = res.artefacts + res.failed
         from featherface_mobile.export.verify import verify
 
