@@ -1,6 +1,8 @@
 """INT8 preparation, the per-layer INT8 report and QAT, on the real checkpoints and WIDER images."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -180,3 +182,55 @@ def test_a_few_qat_steps_lower_the_loss(retinaface_weights, wider):
     b = samples[0].batch
     with torch.no_grad():
         assert float((fresh(b)[0] - tuned(b)[0]).abs().max()) < 1e-3
+
+
+def test_qat_artefacts_carry_the_learned_ranges_and_run_in_litert(retinaface_weights, wider, tmp_path):
+    """`quantize qat` end to end: a few steps on real images, then INT8 TFLite and ONNX QDQ whose
+    activation ranges are the QAT graph's; the TFLite one runs in the LiteRT interpreter and finds
+    the faces the QAT float weights find."""
+    pytest.importorskip("torchao")
+    pytest.importorskip("onnx2tf")
+    import onnx
+
+    from featherface_mobile.detect import read_image
+    from featherface_mobile.export.tflite_format import TFLiteRunner, read_metadata
+    from featherface_mobile.quant.learned import LearnedRanges
+    from featherface_mobile.quant.qat import quantization_aware_training
+
+    res = quantization_aware_training(retinaface_weights, data=wider, steps=6, size=320, out=tmp_path,
+                                      formats=("tflite", "onnx"), log=lambda *_: None)
+    learned = LearnedRanges.load(res.ranges)
+    assert len(learned.ranges) > 50 and learned.reference.shape == (1, 3, 320, 320)
+    by_suffix = {a.path.suffix: a for a in res.artefacts}
+    tfl = read_metadata(by_suffix[".tflite"].path)["quantization"]["learned_ranges"]
+    assert tfl["used"] >= 0.8 * tfl["learned"], tfl
+    qdq = json.loads({p.key: p.value for p in onnx.load(str(by_suffix[".onnx"].path)).metadata_props}["featherface"])
+    assert qdq["quantization"]["learned_ranges"]["used"] >= 0.9 * len(learned.ranges)
+    for art in res.artefacts:  # against the QAT float weights (a 0.97 gate on ~10 faces is one face; 6 steps)
+        assert art.verify.f1 >= 0.85, art.verify.summary()
+    runner = TFLiteRunner(by_suffix[".tflite"].path, threads=1)
+    from featherface_mobile.processing import letterbox, normalize
+
+    img, _ = letterbox(read_image(sorted((wider / "images").iterdir())[0]), 320)
+    loc, conf, landms = runner(normalize(img, load_model(retinaface_weights).config.mean_bgr))
+    assert loc.shape[-1] == 4 and conf.shape[-1] == 2 and landms.shape[-1] == 10 and np.isfinite(loc).all()
+
+
+def test_learned_ranges_refuse_another_size_and_need_int8(tmp_path):
+    from featherface_mobile.errors import FeatherfaceError
+    from featherface_mobile.export import ExportOptions, get_format
+    from featherface_mobile.export.formats import check_options
+    from featherface_mobile.quant.learned import LearnedRanges
+    from featherface_mobile.quant.ptq import int8_source
+
+    path = tmp_path / "r.ranges.npz"
+    LearnedRanges(np.zeros((1, 3, 320, 320), np.float32), [(1, 8, 160, 160)], [np.zeros(16)],
+                  np.array([[0.0, 1.0]])).save(path)
+    with pytest.raises(FeatherfaceError, match="learned at 320x320.*--size 320"):
+        int8_source(torch.nn.Conv2d(3, 8, 3), [], path, 640)
+    with pytest.raises(FeatherfaceError, match="add --int8"):
+        check_options(get_format("tflite"), ExportOptions(int8_ranges=path))
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a ranges file")
+    with pytest.raises(FeatherfaceError, match="not a QAT ranges file"):
+        LearnedRanges.load(bad)
