@@ -97,3 +97,16 @@ def test_bench_refuses_coreml_without_a_runtime(tmp_path):
     pkg.mkdir()
     res = CliRunner().invoke(bench, [str(pkg)])
     assert res.exit_code == 1 and "no Core ML runtime on Linux" in res.output
+
+
+def test_tflite_op_profile_times_every_op_of_a_real_model(shared):
+    from featherface_mobile.bench import profile_report, tflite_op_macs, tflite_op_profile
+
+    peers = sorted((shared / "peers" / "mediapipe_blazeface").glob("*short_range*.tflite"))
+    if not peers:
+        pytest.skip("no MediaPipe BlazeFace short-range .tflite in the shared peers folder")
+    rows, total = tflite_op_profile(peers[0], threads=1, runs=3, top=100)
+    assert total > 0 and sum(r[1] for r in rows) <= len(tflite_op_macs(peers[0]))  # fused PADs are not rows
+    assert abs(sum(r[3] for r in rows) - 1) < 1e-6 and abs(sum(r[4] for r in rows) - 1) < 1e-6
+    assert any(r[0].startswith("CONV_2D") or r[0].startswith("DEPTHWISE_CONV_2D") for r in rows)
+    assert "LiteRT profile" in profile_report(peers[0], threads=1)

@@ -271,7 +271,9 @@ class SSH(nn.Module):
         c5_1 = self.conv5X5_1(x)
         c5 = self.conv5X5_2(c5_1)
         c7 = self.conv7x7_3(self.conv7X7_2(c5_1))
-        return F.relu(torch.cat([c3, c5, c7], dim=1))
+        # ReLU on each branch, then concat: the same values as ReLU after the concat, but each ReLU
+        # fuses into its conv in TFLite (XNNPACK does not delegate a standalone INT8 RELU).
+        return torch.cat([F.relu(c3), F.relu(c5), F.relu(c7)], dim=1)
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
