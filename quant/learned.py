@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .ranges import MIN_RANGE
+
 RTOL = 2e-3  # fingerprints of the same tensor in two graphs agree to float rounding (~1e-5); distinct tensors do not
 
 
@@ -143,7 +145,8 @@ def apply_to_calibrated_tflite(calibrated: bytes, learned: LearnedRanges) -> tup
         k = learned.match(nhwc_to_nchw_shape(values.shape), fingerprint(values, values.ndim - 1))
         if k is not None:
             q = sg.tensors[i].quantization
-            q.min, q.max = [float(learned.ranges[k, 0])], [float(learned.ranges[k, 1])]
+            lo, hi = float(learned.ranges[k, 0]), float(learned.ranges[k, 1])
+            q.min, q.max = [lo], [max(hi, lo + MIN_RANGE)]  # a dead tensor's range as calibration floors it
             used.add(k)
             matched += 1
     builder = flatbuffers.Builder(1024)

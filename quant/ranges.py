@@ -11,6 +11,11 @@ from __future__ import annotations
 import numpy as np
 
 CLIP_FACTORS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
+# Narrowest activation range kept. A tensor that is constant on every calibration image (a dead
+# channel's FC output: V2-Ultra's gates) would get a scale of ~1e-8, and XNNPACK refuses an INT8
+# op whose input x weight / output scale ratio is above 256; the whole graph then runs on
+# LiteRT's slow reference kernels.
+MIN_RANGE = 1e-2
 _PASS_THROUGH = {"RESHAPE", "TRANSPOSE", "CONCATENATION", "SOFTMAX", "DEQUANTIZE", "QUANTIZE"}
 
 
@@ -78,8 +83,25 @@ def mse_ranges(calibrated: bytes, images: np.ndarray, *, samples_per_image: int 
         if a < 1.0:
             q.min, q.max = [float(q.min[0]) * a], [float(q.max[0]) * a]
         factors[i] = a
+    widened = widen_degenerate(sg.tensors, range(len(sg.tensors)), model)
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     clipped = [a for a in factors.values() if a < 1.0]
     return bytes(builder.Output()), {"tensors": len(targets), "clipped": len(clipped),
-                                     "median_factor": float(np.median(clipped)) if clipped else 1.0}
+                                     "median_factor": float(np.median(clipped)) if clipped else 1.0, "widened": widened}
+
+
+def widen_degenerate(tensors, indices, model, floor: float = MIN_RANGE) -> int:
+    """Give every activation whose calibrated [min, max] is narrower than `floor` that width; the count."""
+    n = 0
+    for i in indices:
+        t = tensors[i]
+        q = t.quantization
+        if q is None or q.min is None or len(q.min) != 1 or (model.buffers[t.buffer].data is not None
+                                                              and len(model.buffers[t.buffer].data)):
+            continue
+        lo, hi = float(q.min[0]), float(q.max[0])
+        if hi - lo < floor:
+            q.min, q.max = [min(lo, 0.0)], [max(min(lo, 0.0) + floor, hi)]
+            n += 1
+    return n

@@ -287,3 +287,14 @@ def test_interrupted_export_leaves_nothing_behind(tmp_path, retinaface_weights):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0
     assert not out.exists() or list(out.iterdir()) == [], list(out.iterdir())
+
+
+def test_v2_ultra_int8_runs_on_xnnpack(tmp_path):
+    """V2-Ultra's gate FCs have outputs that are constant on every calibration image; their INT8
+    range used to collapse (scale ~1e-8) and XNNPACK refused the graph (quant/ranges.py MIN_RANGE)."""
+    from featherface_mobile.export.tflite_format import TFLiteRunner
+
+    res = export(None, model="featherface-v2-ultra", formats=["tflite"], options=ExportOptions(size=SIZE, int8=True),
+                 out=tmp_path, verify_images=2, keep_failed=True, log=lambda *_: None)
+    art = (res.artefacts + res.failed)[0]
+    assert TFLiteRunner(art.path, threads=1).delegate == "xnnpack"
