@@ -100,8 +100,12 @@ def check_options(spec: FormatSpec, opts: ExportOptions) -> None:
         flags = ", ".join("--" + u.replace("_", "-") for u in unsupported)
         ok = ", ".join("--" + o.replace("_", "-") for o in sorted(spec.options)) or "none"
         raise FeatherfaceError(f"{flags} not supported for format {spec.name} (it accepts: {ok})")
-    if opts.int8_ranges is not None and not opts.int8:
-        raise FeatherfaceError("--int8-ranges sets INT8 activation ranges; add --int8")
+    if opts.int8_ranges is not None:
+        if not opts.int8:
+            raise FeatherfaceError("--int8-ranges sets INT8 activation ranges; add --int8")
+        from featherface_mobile.quant.learned import load_for_size
+
+        load_for_size(opts.int8_ranges, opts.size)
     for group in spec.exclusive:
         both = sorted(group & opts.set_options())
         if len(both) > 1:

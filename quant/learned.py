@@ -62,6 +62,18 @@ class LearnedRanges:
         return best
 
 
+def load_for_size(path: str | Path, size: int | None) -> LearnedRanges:
+    """The ranges file at `path`, refused in one line unless it was learned at `size`."""
+    from featherface_mobile.errors import FeatherfaceError
+
+    learned = LearnedRanges.load(path)
+    learned_size = int(learned.reference.shape[-1])
+    if size is not None and learned_size != size:
+        raise FeatherfaceError(f"the QAT ranges in {path} were learned at {learned_size}x{learned_size}; "
+                               f"export at --size {learned_size} or run `quantize qat --size {size}`")
+    return learned
+
+
 def fingerprint(values: np.ndarray, channel_axis: int = 1) -> np.ndarray:
     """Per-channel mean and mean |x| of one image's tensor (float64, channels in order)."""
     v = np.moveaxis(np.asarray(values, np.float64), channel_axis, 0).reshape(values.shape[channel_axis], -1)

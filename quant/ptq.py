@@ -31,16 +31,10 @@ def int8_source(model: nn.Module, calibration: list[torch.Tensor], ranges=None, 
     """
     if ranges is None:
         return prepare_for_int8(model, calibration), None
-    from featherface_mobile.errors import FeatherfaceError
-
     from .equalize import fold_batchnorm
-    from .learned import LearnedRanges
+    from .learned import load_for_size
 
-    learned = LearnedRanges.load(ranges)
-    learned_size = int(learned.reference.shape[-1])
-    if size is not None and learned_size != size:
-        raise FeatherfaceError(f"the QAT ranges in {ranges} were learned at {learned_size}x{learned_size}; "
-                               f"export at --size {learned_size} or run `quantize qat --size {size}`")
+    learned = load_for_size(ranges, size)
     out = fold_batchnorm(model)
     for attr in ("config", "model_name"):
         if hasattr(model, attr):
