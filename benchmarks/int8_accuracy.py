@@ -58,6 +58,42 @@ def delta_row(model: str, label: str, path: Path, report: dict, base: dict, data
             "verify_f1": round(report["f1"], 3), "verify_passed": report["passed"], "kb": round(path.stat().st_size / 1024)}
 
 
+def write_results(rows: list[dict], size: int, images: list[str]) -> None:
+    """int8_accuracy.{json,md}; rows of models not in `rows` are kept from the previous file."""
+    RESULTS.mkdir(exist_ok=True)
+    command = ("python benchmarks/int8_accuracy.py " + " ".join(sys.argv[1:])).strip()
+    for r in rows:
+        r["command"] = command
+    previous = RESULTS / "int8_accuracy.json"
+    if previous.is_file():  # rows of models not in this run are kept (e.g. a slow model run on its own)
+        old = json.loads(previous.read_text())
+        if old.get("size") == size:
+            done = {r["model"] for r in rows}
+            rows = [r for r in old["rows"] if r["model"] not in done and "command" in r] + rows
+    order = MODELS.split(",")
+    rows = sorted(rows, key=lambda r: order.index(r["model"]) if r["model"] in order else len(order))
+    previous.write_text(json.dumps({"size": size, "images": len(images), "rows": rows}, indent=1))
+    commands = sorted({r["command"] for r in rows})
+    lines = [f"{' and '.join(f'`{c}`' for c in commands)}: eval split of wider_val_416 ({len(images)} images, none used "
+             f"for calibration or QAT), input {size}x{size}; AP at IoU 0.5; delta = this row - the original float "
+             "model, in AP points (targets: within 0.5 points calibrated, 0.2 after QAT); *vs QAT float* = a QAT "
+             "artefact - the float model of its own QAT weights. Verify F1: faces at score 0.5 vs the original float "
+             "model on 8 eval-split images (export gate 0.97).", "",
+             "| model | artefact | KB | AP easy | AP medium | AP hard | delta easy / medium / hard | vs QAT float | verify F1 |",
+             "|---|---|---:|---:|---:|---:|---|---|---:|"]
+
+    def deltas(d):
+        return " / ".join(f"{d[s]:+.2f}" for s in SUBSETS) if d else ""
+
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['artefact']} | {r['kb'] or ''} | {r['ap']['easy']:.4f} | {r['ap']['medium']:.4f} | "
+                     f"{r['ap']['hard']:.4f} | {deltas(r.get('delta_points'))} | {deltas(r.get('delta_vs_qat_float'))} | "
+                     f"{r['verify_f1'] if r['verify_f1'] is not None else ''} |")
+    (RESULTS / "int8_accuracy.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+
 def main() -> None:
     warnings.filterwarnings("ignore")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -105,36 +141,6 @@ def main() -> None:
                 rows[-1]["delta_vs_qat_float"] = {s: round(100 * (rows[-1]["ap"][s] - tuned[s]), 2) for s in SUBSETS}
                 print(rows[-1], flush=True)
         print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    command = ("python benchmarks/int8_accuracy.py " + " ".join(sys.argv[1:])).strip()
-    for r in rows:
-        r["command"] = command
-    previous = RESULTS / "int8_accuracy.json"
-    if previous.is_file():  # rows of models not in this run are kept (e.g. a slow model run on its own)
-        old = json.loads(previous.read_text())
-        if old.get("size") == a.size:
-            done = {r["model"] for r in rows}
-            rows = [r for r in old["rows"] if r["model"] not in done and "command" in r] + rows
-    previous.write_text(json.dumps({"size": a.size, "images": len(images), "rows": rows}, indent=1))
-    commands = sorted({r["command"] for r in rows})
-    lines = [f"{' and '.join(f'`{c}`' for c in commands)}: eval split of wider_val_416 ({len(images)} images, none used "
-             f"for calibration or QAT), input {a.size}x{a.size}; AP at IoU 0.5; delta = this row - the original float "
-             "model, in AP points (targets: within 0.5 points calibrated, 0.2 after QAT); *vs QAT float* = a QAT "
-             "artefact - the float model of its own QAT weights. Verify F1: faces at score 0.5 vs the original float "
-             "model on 8 eval-split images (export gate 0.97).", "",
-             "| model | artefact | KB | AP easy | AP medium | AP hard | delta easy / medium / hard | vs QAT float | verify F1 |",
-             "|---|---|---:|---:|---:|---:|---|---|---:|"]
-
-    def deltas(d):
-        return " / ".join(f"{d[s]:+.2f}" for s in SUBSETS) if d else ""
-
-    for r in rows:
-        lines.append(f"| {r['model']} | {r['artefact']} | {r['kb'] or ''} | {r['ap']['easy']:.4f} | {r['ap']['medium']:.4f} | "
-                     f"{r['ap']['hard']:.4f} | {deltas(r.get('delta_points'))} | {deltas(r.get('delta_vs_qat_float'))} | "
-                     f"{r['verify_f1'] if r['verify_f1'] is not None else ''} |")
-    (RESULTS / "int8_accuracy.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-
-
+        write_results(rows, a.size, images)  # after each model: a failure later keeps what is done
 if __name__ == "__main__":
     main()

@@ -32,9 +32,10 @@ class LearnedRanges:
     def save(self, path: str | Path) -> None:
         from featherface_mobile.io import atomic_path
 
+        rank = max((len(s) for s in self.shapes), default=0)
         with atomic_path(Path(path)) as tmp, open(tmp, "wb") as f:
             np.savez(f, reference=self.reference, ranges=self.ranges,
-                     shapes=np.array([list(s) + [0] * (4 - len(s)) for s in self.shapes], np.int64),
+                     shapes=np.array([list(s) + [0] * (rank - len(s)) for s in self.shapes], np.int64).reshape(-1, rank),
                      ranks=np.array([len(s) for s in self.shapes], np.int64),
                      **{f"fp{i}": fp for i, fp in enumerate(self.fingerprints)})
 
