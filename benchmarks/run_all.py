@@ -208,11 +208,17 @@ def main() -> None:
     ratios = compute_ratios(rows, meta)
     macs = {f"{n}@{s}": vars(B.model_macs(n, s)) | {"total": B.model_macs(n, s).total} for n in models for s in sizes}
     profiles = []
+    results_dir.mkdir(parents=True, exist_ok=True)
+    write_json(results_dir / "bench_results.partial.json", {"command": command.strip(), "machine": machine,
+                                                            "results": [r.as_dict() for r in rows]})
     if a.profile:
         for name in models:
             for art in artefacts[name, max(sizes)]:
                 if art["path"] is not None and (art["format"] == "onnx" or art["precision"] == "int8"):
-                    profiles.append(B.profile_report(art["path"], threads=max(threads)))
+                    try:
+                        profiles.append(B.profile_report(art["path"], threads=max(threads)))
+                    except Exception as e:  # a profile is commentary: it must not lose the measured tables
+                        profiles.append(f"{Path(art['path']).name}: profile failed ({str(e).splitlines()[0][:160]})")
     elapsed = time.perf_counter() - started
     results_dir.mkdir(parents=True, exist_ok=True)
     write_json(results_dir / "bench_results.json", {
