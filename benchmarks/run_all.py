@@ -118,6 +118,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, help="timed runs per row (default: 50)")
     ap.add_argument("--no-eval", action="store_true", help="skip the WIDER AP column")
     ap.add_argument("--exports-only", action="store_true", help="export (or reuse) every artefact, then stop")
+    ap.add_argument("--render", type=Path, help="re-write the tables and plots from a bench_results.json, measuring nothing")
     ap.add_argument("--profile", action="store_true", help="add onnxruntime per-op profiles and TFLite op mixes")
     ap.add_argument("--work", type=Path, default=Path("runs/bench"), help="exports and checkpoints (reused between runs)")
     ap.add_argument("--results", type=Path, help="where tables, JSON and plots go (default: benchmarks/results, --quick: results/quick)")
@@ -127,6 +128,8 @@ def main() -> None:
     for k, v in defaults.items():
         if getattr(a, k) is None:
             setattr(a, k, v)
+    if a.render:
+        return render(a)
     models = a.models.split(",") if a.models else list_models()
     sizes = [int(s) for s in a.sizes.split(",")]
     threads = tuple(int(t) for t in a.threads.split(","))
@@ -177,7 +180,7 @@ def main() -> None:
                 r.notes += [] if trained else ["untrained (seeded stand-in): speed only"]
                 if art["verify_passed"] is False:
                     r.notes.append("failed the export accuracy gate (kept for speed)")
-                meta[r.artefact] = {"model": name, "trained": trained, "format": art["format"], "size": size}
+                meta[(r.artefact, r.input_size)] = {"model": name, "trained": trained, "format": art["format"], "size": size}
             for r in res[len(group):]:
                 r.notes.append(f"peer, benchmarked in the {size}x{size} group")
             rows += res
@@ -185,7 +188,7 @@ def main() -> None:
     # 3. accuracy: each trained artefact once, on the held-out eval split, at its own size
     ap_cache: dict[str, object] = {}
     for r in rows:
-        m = meta.get(r.artefact)
+        m = meta.get((r.artefact, r.input_size))
         if r.kind == "peer":
             r.ap = None
             continue
@@ -228,7 +231,7 @@ def main() -> None:
                                                   for (n, s), arts in artefacts.items() for art in arts if art["path"] is None],
         "results": [r.as_dict() for r in rows]})
     for size in sizes:
-        subset = [r for r in rows if r.artefact in meta and meta[r.artefact]["size"] == size or
+        subset = [r for r in rows if (r.artefact, r.input_size) in meta and meta[(r.artefact, r.input_size)]["size"] == size or
                   (r.kind == "peer" and f"{size}x{size} group" in " ".join(r.notes))]
         B.plot_results(subset, results_dir / f"bench_{size}.png",
                        title=f"median latency at {size}x{size} (peers at their own size); {machine['cpu']}")
@@ -242,12 +245,41 @@ def main() -> None:
     log(f"wrote {results_dir}/README_tables.md, bench_results.json, bench_<size>.png in {elapsed / 60:.1f} min")
 
 
+def render(a) -> None:
+    """Tables and plots of a finished run from its bench_results.json (e.g. after a fix to the tables)."""
+    import json
+
+    data = json.loads(a.render.read_text())
+    rows = [B.BenchResult(**d) for d in data["results"]]
+    meta = {(r.artefact, r.input_size): {"model": r.model, "trained": "untrained" not in " ".join(r.notes),
+                                         "format": r.runtime, "size": r.input_size}
+            for r in rows if r.kind == "detector"}
+    peaks = {}
+    for r in rows:
+        if "peak" in r.notes:
+            peaks["torchscript" if r.runtime == "pytorch" else "onnx" if r.runtime == "onnxruntime" else r.precision,
+                  r.threads] = r.gmacs_per_s
+    sizes = sorted({m["size"] for m in meta.values()}, reverse=True)
+    threads = tuple(sorted({r.threads for r in rows}))
+    for k, v in {"warmup": data["warmup"], "runs": data["runs"]}.items():
+        setattr(a, k, v)
+    results_dir = a.results or a.render.parent
+    tables = markdown(rows, meta, peaks, compute_ratios(rows, meta), data["macs"], data["profiles"], data["command"],
+                      data["machine"], a, data["elapsed_s"], sizes, threads)
+    if data.get("export_failures"):
+        tables += "\n### Exports that failed (no rows)\n\n" + "\n".join(f"- {f}" for f in data["export_failures"]) + "\n"
+    (results_dir / "README_tables.md").write_text(tables)
+    data["ratios"] = compute_ratios(rows, meta)
+    write_json(a.render, data)
+    print(tables)
+
+
 def compute_ratios(rows: list[B.BenchResult], meta: dict) -> list[dict]:
     """Per model, size and threads: speed-up of each artefact over PyTorch eager and over onnxruntime (same run)."""
     out = []
     by_key: dict[tuple, dict[str, B.BenchResult]] = {}
     for r in rows:
-        m = meta.get(r.artefact)
+        m = meta.get((r.artefact, r.input_size))
         if m is None or r.kind != "detector":
             continue
         variant = "pytorch" if r.runtime == "pytorch" else "onnx" if r.runtime == "onnxruntime" else f"tflite-{r.precision}"
@@ -281,7 +313,7 @@ def markdown(rows, meta, peaks, ratios, macs, profiles, command, machine, a, ela
          "verification here is a correctness tool, not a runtime).", ""]
     for size in sizes:
         for t in threads:
-            sel = [r for r in rows if r.artefact in meta and meta[r.artefact]["size"] == size and r.threads == t and r.kind == "detector"]
+            sel = [r for r in rows if (r.artefact, r.input_size) in meta and meta[(r.artefact, r.input_size)]["size"] == size and r.threads == t and r.kind == "detector"]
             if not sel:
                 continue
             L += [f"### {size}x{size}, {t} thread{'s' if t > 1 else ''}", "",
@@ -314,7 +346,7 @@ def markdown(rows, meta, peaks, ratios, macs, profiles, command, machine, a, ela
     L += ["", "Targets (TFLite INT8, 640x640, 2 threads): >= 10x PyTorch eager FP32 and >= 2.5x onnxruntime FP32.", ""]
     rows_by = {}
     for r in rows:
-        m = meta.get(r.artefact)
+        m = meta.get((r.artefact, r.input_size))
         if m and r.kind == "detector":
             variant = "pytorch" if r.runtime == "pytorch" else "onnx" if r.runtime == "onnxruntime" else f"tflite-{r.precision}"
             rows_by[m["model"], m["size"], r.threads, variant] = r
@@ -348,8 +380,8 @@ def markdown(rows, meta, peaks, ratios, macs, profiles, command, machine, a, ela
           "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for size in sizes:
         for t in threads:
-            ours = [r for r in rows if r.artefact in meta and meta[r.artefact]["size"] == size and r.threads == t
-                    and meta[r.artefact]["trained"]]
+            ours = [r for r in rows if (r.artefact, r.input_size) in meta and meta[(r.artefact, r.input_size)]["size"] == size and r.threads == t
+                    and meta[(r.artefact, r.input_size)]["trained"]]
             peer_rows = [r for r in rows if r.kind == "peer" and r.threads == t and f"{size}x{size} group" in " ".join(r.notes)]
             if not peer_rows:
                 continue
