@@ -742,9 +742,12 @@ def tflite_op_profile(path: str | Path, *, threads: int = 2, runs: int = 20, top
     for op in ops:
         for i in op.inputs:
             consumers.setdefault(i, []).append(op)
-    fused = {id(op): consumers[op.outputs[0]][0] for op in ops if op_type[id(op)] in _FUSED_INTO_CONV
-             and len(consumers.get(op.outputs[0], [])) == 1 and op_type[id(consumers[op.outputs[0]][0])] in _CONVS}
-    fused_into = {id(conv): pad for pad_id, conv in fused.items() for pad in ops if id(pad) == pad_id}
+    pad_of: dict[int, object] = {}  # id(conv) -> the PAD that feeds only it
+    for op in ops:
+        users = consumers.get(op.outputs[0], [])
+        if op_type[id(op)] in _FUSED_INTO_CONV and len(users) == 1 and op_type[id(users[0])] in _CONVS:
+            pad_of[id(users[0])] = op
+    fused = {id(pad) for pad in pad_of.values()}
     # FP16 models store weights as DEQUANTIZE(constant): part of the op that uses them, done once at load.
     weight_of = {op.outputs[0]: op for op in ops if op_type[id(op)] == "DEQUANTIZE" and constant[op.inputs[0]]}
     op_macs = {id(op): m for op, (_, m) in zip(ops, tflite_op_macs(path))}
@@ -755,7 +758,7 @@ def tflite_op_profile(path: str | Path, *, threads: int = 2, runs: int = 20, top
     for op in ops:
         if id(op) in fused or id(op) in weight_ops:
             continue
-        group = [fused_into[id(op)], op] if id(op) in fused_into else [op]
+        group = [pad_of[id(op)], op] if id(op) in pad_of else [op]
         group = [weight_of[i] for g in group for i in g.inputs if i in weight_of] + group
         produced = {o for g in group for o in g.outputs}
         sg.operators = group
