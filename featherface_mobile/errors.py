@@ -14,10 +14,17 @@ class MissingDependency(FeatherfaceError):
 
 
 def require(module: str, extra: str):
-    """Import an optional dependency or raise a one-line error naming the extra to install."""
+    """Import an optional dependency or raise a one-line error naming the extra to install.
+
+    The import runs inside `warnings.catch_warnings()`: onnx2tf's import sets a global "ignore every
+    Warning" filter, which would otherwise silence featherface's own warnings (e.g. too few
+    calibration images) for the rest of the process.
+    """
     import importlib
+    import warnings
 
     try:
-        return importlib.import_module(module)
+        with warnings.catch_warnings():
+            return importlib.import_module(module)
     except ImportError:
         raise MissingDependency(module, extra) from None

@@ -121,8 +121,9 @@ def test_report_ranks_a_layer_with_a_few_loud_output_channels_first(retinaface_w
     report to find. A few loud channels are what breaks a layer for INT8: TFLite activations have one
     scale per tensor, the loud channels set it and the other 62 are rounded on a 7.6x (conv) / 9.4x
     (LeakyReLU) coarser step. On the
-    intact model this layer ranks 66th of 123 (71st at 160); broken, its conv and activation tensors
-    rank 1st and 2nd with ~20 dB, 5 dB below any tensor outside the layer and the FPN add it feeds. The
+    intact model this layer ranks 66th of 123 (71st at 160); broken, its activation ranks 1st (19.3 dB),
+    and its conv and the FPN add it feeds (which carries the same loud channels: 20.8-21.9 dB, the order of
+    those two moves with changes elsewhere in the graph) 2nd and 3rd, 5 dB below any other tensor. The
     accumulated SQNR (INT8 vs float twin) ranks it 27th: it is lowest at the heads whatever the cause.
     """
     from featherface_mobile.export import ExportOptions, export
@@ -138,10 +139,12 @@ def test_report_ranks_a_layer_with_a_few_loud_output_channels_first(retinaface_w
     artefact = res.artefacts[0].path
     rep = int8_report(artefact, broken, images=4)
     layer, fed = _layer_tensors(artefact, state["fpn.output1.0.weight"])
-    assert len(layer) == 2 and {t.index for t in rep.tensors[:2]} == layer, rep.table(5)
-    # Clear of everything else but the FPN add it feeds (which carries the loud channels on).
-    others = [t.own_sqnr_db for t in rep.tensors if t.index not in layer | fed]
-    assert rep.tensors[1].own_sqnr_db < min(others) - 3, rep.table(5)
+    lead = layer | (fed & {t.index for t in rep.tensors})  # the report ranks quantized tensors only
+    assert len(layer) == 2 and rep.tensors[0].index in layer, rep.table(5)
+    assert {t.index for t in rep.tensors[:len(lead)]} == lead, rep.table(5)
+    # Clear of everything else.
+    others = [t.own_sqnr_db for t in rep.tensors if t.index not in lead]
+    assert max(t.own_sqnr_db for t in rep.tensors if t.index in layer) < min(others) - 3, rep.table(5)
 
 
 def test_report_rejects_a_float_artefact(tmp_path):
