@@ -68,21 +68,17 @@ class Row:
 
 def tflite_ops(path: Path) -> dict:
     """Op counts of a .tflite, and the compute ops (not QUANTIZE/DEQUANTIZE) that run in float32."""
-    from featherface_mobile.export.tflite_format import _schema
+    from featherface_mobile.export import tflite_graph
 
-    schema = _schema()
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    model = schema.Model.GetRootAs(Path(path).read_bytes(), 0)
-    graph = model.Subgraphs(0)
+    schema = tflite_graph.schema()
+    model = tflite_graph.read(Path(path).read_bytes())
+    graph, types = model.subgraphs[0], tflite_graph.op_types(model)
     counts: dict[str, int] = {}
     float_ops: dict[str, int] = {}
-    for i in range(graph.OperatorsLength()):
-        op = graph.Operators(i)
-        code = model.OperatorCodes(op.OpcodeIndex())
-        name = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
+    for op in graph.operators:
+        name = types[op.opcodeIndex]
         counts[name] = counts.get(name, 0) + 1
-        out_type = graph.Tensors(op.Outputs(0)).Type()
-        if name not in QUANT_OPS and out_type == schema.TensorType.FLOAT32:
+        if name not in QUANT_OPS and graph.tensors[op.outputs[0]].type == schema.TensorType.FLOAT32:
             float_ops[name] = float_ops.get(name, 0) + 1
     return {"total": sum(counts.values()), "counts": counts, "float_compute_ops": float_ops}
 

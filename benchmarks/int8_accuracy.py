@@ -3,11 +3,13 @@
 For each trained model (the registry's weights: shared checkpoints, packaged V2): the float PyTorch
 model, its post-training INT8 artefacts (TFLite full-integer, ONNX QDQ; calibration: the train
 split) and, with --qat-steps N, the INT8 artefacts of `featherface quantize qat` (N steps on the
-train split, learned ranges carried into each artefact), each evaluated with
+train split, learned ranges carried into each artefact) and, with --float-groups G, calibrated
+INT8 artefacts with those op groups kept float (`featherface export --int8 --int8-float G`), each
+evaluated with
 `featherface_mobile.evaluate.evaluate` on the eval split of wider_val_416 (never used for
 calibration or QAT) at the export size; AP deltas in points (x100) against the float model.
 
-Usage: python benchmarks/int8_accuracy.py [--size 640] [--formats tflite,onnx] [--qat-steps 300]
+Usage: python benchmarks/int8_accuracy.py [--size 640] [--formats tflite,onnx] [--qat-steps 300] [--float-groups heads]
        [--models retinaface-mnet025,featherface-v1,featherface-v2] [--work runs/bench/exports]
 (artefacts already in --work, with their .verify.json, are reused)
 Writes benchmarks/results/int8_accuracy.{md,json}.
@@ -37,17 +39,12 @@ def ap_of(path: Path, data: Path, size: int, images: list[str], model: str | Non
     return evaluate(load_runner(path, model=model), data, size=size, images=images).ap
 
 
-def int8_artefact(weights: Path, name: str, fmt: str, size: int, work: Path) -> tuple[Path, dict]:
+def int8_artefact(weights: Path, name: str, fmt: str, size: int, work: Path,
+                  float_groups: tuple[str, ...] = ()) -> tuple[Path, dict]:
     """The INT8 artefact and its verify report, exported unless `work` already holds both."""
-    from featherface_mobile.export import get_format
-    from featherface_mobile.export.pipeline import artefact_name
+    from featherface_mobile.export.pipeline import export_or_reuse
 
-    options = ExportOptions(size=size, int8=True)
-    path = work / artefact_name(name, size, get_format(fmt).suffix, "int8", options)
-    report = path.with_name(path.name + ".verify.json")
-    if not (path.is_file() and report.is_file()):
-        export(weights, model=name, formats=[fmt], options=options, out=work, keep_failed=True, log=lambda *_: None)
-    return path, json.loads(report.read_text())
+    return export_or_reuse(weights, name, fmt, ExportOptions(size=size, int8=True, int8_float=float_groups), work)
 
 
 def delta_row(model: str, label: str, path: Path, report: dict, base: dict, data: Path, size: int,
@@ -59,19 +56,19 @@ def delta_row(model: str, label: str, path: Path, report: dict, base: dict, data
 
 
 def write_results(rows: list[dict], size: int, images: list[str]) -> None:
-    """int8_accuracy.{json,md}; rows of models not in `rows` are kept from the previous file."""
+    """int8_accuracy.{json,md}; rows of the previous file that this run did not redo are kept."""
     RESULTS.mkdir(exist_ok=True)
     command = ("python benchmarks/int8_accuracy.py " + " ".join(sys.argv[1:])).strip()
     for r in rows:
         r["command"] = command
     previous = RESULTS / "int8_accuracy.json"
-    if previous.is_file():  # rows of models not in this run are kept (e.g. a slow model run on its own)
+    if previous.is_file():  # rows not redone are kept (e.g. a slow model, or QAT, run on its own)
         old = json.loads(previous.read_text())
         if old.get("size") == size:
-            done = {r["model"] for r in rows}
-            rows = [r for r in old["rows"] if r["model"] not in done and "command" in r] + rows
+            done = {_key(r) for r in rows}
+            rows = [r for r in old["rows"] if _key(r) not in done and "command" in r] + rows
     order = MODELS.split(",")
-    rows = sorted(rows, key=lambda r: order.index(r["model"]) if r["model"] in order else len(order))
+    rows = sorted(rows, key=lambda r: (order.index(r["model"]) if r["model"] in order else len(order), _rank(r)))
     previous.write_text(json.dumps({"size": size, "images": len(images), "rows": rows}, indent=1))
     commands = sorted({r["command"] for r in rows})
     lines = [f"{' and '.join(f'`{c}`' for c in commands)}: eval split of wider_val_416 ({len(images)} images, none used "
@@ -94,6 +91,17 @@ def write_results(rows: list[dict], size: int, images: list[str]) -> None:
 
 
 
+def _key(row: dict) -> tuple[str, str]:
+    return row["model"], row["artefact"].split(" (")[0]
+
+
+def _rank(row: dict) -> int:
+    """Table order within a model: float, calibrated, calibrated with float groups, QAT float, QAT artefacts."""
+    label = row["artefact"]
+    return (0 if label == "PyTorch float32" else 3 if label.startswith("PyTorch") else 4 if "QAT" in label
+            else 2 if " float" in label else 1)
+
+
 def main() -> None:
     warnings.filterwarnings("ignore")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -102,6 +110,8 @@ def main() -> None:
     ap.add_argument("--models", default=MODELS)
     ap.add_argument("--qat-steps", type=int, default=0, help="also QAT this many steps and evaluate its artefacts")
     ap.add_argument("--qat-lr", type=float, default=2e-5)
+    ap.add_argument("--float-groups", default="", help="also export and evaluate calibrated INT8 with these op groups "
+                    "kept float (comma-separated quant.float_ops groups, e.g. heads)")
     ap.add_argument("--work", type=Path, default=Path("runs/bench/exports"))
     a = ap.parse_args()
     data = wider_val_dir()
@@ -109,6 +119,7 @@ def main() -> None:
         raise SystemExit("the shared folder is absent: set FEATHERFACE_SHARED")
     images = split_images("eval", data)
     formats = [f for f in a.formats.split(",") if f]
+    groups = tuple(g for g in a.float_groups.split(",") if g)
     rows = []
     for name in a.models.split(","):
         weights = resolve_weights_ref(get_spec(name).default_weights or "")
@@ -123,6 +134,11 @@ def main() -> None:
             path, report = int8_artefact(weights, name, fmt, a.size, a.work)
             rows.append(delta_row(name, f"{fmt} INT8, calibrated", path, report, base, data, a.size, images))
             print(rows[-1], flush=True)
+            if groups:
+                path, report = int8_artefact(weights, name, fmt, a.size, a.work, groups)
+                rows.append(delta_row(name, f"{fmt} INT8, calibrated, {'+'.join(groups)} float", path, report, base,
+                                      data, a.size, images))
+                print(rows[-1], flush=True)
         if a.qat_steps:
             from featherface_mobile.quant.qat import quantization_aware_training
 

@@ -55,30 +55,24 @@ def checkpoints(models: list[str], out: Path) -> dict[str, tuple[Path, bool]]:
 
 def export_all(name: str, weights: Path, size: int, out: Path) -> list[dict]:
     """Artefacts of one model at one size (reused when already exported). INT8 kept even if it fails its gate."""
-    import json
-
-    from featherface_mobile.export import ExportOptions, export, get_format
-    from featherface_mobile.export.pipeline import artefact_name
+    from featherface_mobile.export import ExportOptions
+    from featherface_mobile.export.pipeline import export_or_reuse
 
     arts = []
     for fmt, opts in VARIANTS:
         options = ExportOptions(size=size, **opts)
-        spec = get_format(fmt)
-        path = out / "exports" / artefact_name(name, size, spec.suffix, spec.precision(options), options)
-        verify = path.with_name(path.name + ".verify.json")
-        if not path.exists():
-            t0 = time.perf_counter()
-            try:
-                export(weights, model=name, formats=[fmt], options=options, out=path.parent, keep_failed=True,
-                       log=lambda *_: None)
-            except Exception as e:  # one failed conversion must not end an hour-long run; it is reported instead
-                msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-                log(f"  export {name} {fmt} {options.precision} {size}: FAILED ({msg})")
-                arts.append({"path": None, "format": fmt, "precision": options.precision, "error": msg})
-                continue
+        t0 = time.perf_counter()
+        try:
+            path, verify = export_or_reuse(weights, name, fmt, options, out / "exports")
+        except Exception as e:  # one failed conversion must not end an hour-long run; it is reported instead
+            msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            log(f"  export {name} {fmt} {options.precision} {size}: FAILED ({msg})")
+            arts.append({"path": None, "format": fmt, "precision": options.precision, "error": msg})
+            continue
+        if time.perf_counter() - t0 > 1:
             log(f"  exported {path.name} in {time.perf_counter() - t0:.0f}s")
-        passed = json.loads(verify.read_text()).get("passed") if verify.is_file() else None
-        arts.append({"path": path, "format": fmt, "precision": options.precision, "verify_passed": passed})
+        arts.append({"path": path, "format": fmt, "precision": options.precision,
+                     "verify_passed": verify.get("passed") if verify else None})
     return arts
 
 

@@ -8,6 +8,7 @@ Usage: python -m featherface_mobile.export._tf_convert MODEL.onnx WORKDIR PRECIS
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -62,13 +63,18 @@ def convert(onnx_path: Path, work: Path, precision: str, calib: Path | None) -> 
     calibrated, summary = mse_ranges(conv.convert(), data[:16])
     print(f"INT8_RANGES={summary}")
     if os.environ.get("FEATHERFACE_INT8_LEARNED"):  # QAT's learned ranges replace calibration where matched
-        import json
-
         from featherface_mobile.quant.learned import LearnedRanges, apply_to_calibrated_tflite
 
         calibrated, learned = apply_to_calibrated_tflite(calibrated, LearnedRanges.load(os.environ["FEATHERFACE_INT8_LEARNED"]))
         print(f"INT8_LEARNED={json.dumps(learned)}")
-    out.write_bytes(mlir_quantize(calibrated, input_data_type=tf.float32, output_data_type=tf.float32))
+    denylisted = None
+    if os.environ.get("FEATHERFACE_INT8_FLOAT"):  # op groups kept float (featherface_mobile.quant.float_ops)
+        from featherface_mobile.quant.float_ops import tflite_float_nodes
+
+        denylisted = tflite_float_nodes(calibrated, os.environ["FEATHERFACE_INT8_FLOAT"].split(","))
+        print(f"INT8_FLOAT={json.dumps(denylisted)}")
+    out.write_bytes(mlir_quantize(calibrated, input_data_type=tf.float32, output_data_type=tf.float32,
+                                  denylisted_nodes=denylisted))
     return out
 
 

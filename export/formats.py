@@ -15,7 +15,8 @@ from featherface_mobile.errors import FeatherfaceError, require
 from featherface_mobile.runtime import register_runner
 
 # Options a user can set; each format declares the subset it accepts.
-OPTION_NAMES = ("int8", "fp16", "dynamic", "with_postprocess", "calib", "native_deform", "image_input", "int8_ranges")
+OPTION_NAMES = ("int8", "fp16", "dynamic", "with_postprocess", "calib", "native_deform", "image_input", "int8_ranges",
+                "int8_float")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class ExportOptions:
     image_input: bool = False  # Core ML: ImageType input with the BGR mean baked in
     max_faces: int = 100  # ONNX --with-postprocess: fixed number of output faces
     int8_ranges: Path | None = None  # INT8: activation ranges learned by QAT (quant/learned.py) instead of calibration
+    int8_float: tuple[str, ...] = ()  # INT8: op groups kept float32 (quant/float_ops.py, e.g. "heads")
 
     def set_options(self) -> set[str]:
         """Names of the non-default options that a format must accept."""
@@ -106,6 +108,13 @@ def check_options(spec: FormatSpec, opts: ExportOptions) -> None:
         from featherface_mobile.quant.learned import load_for_size
 
         load_for_size(opts.int8_ranges, opts.size)
+    if opts.int8_float:
+        if not opts.int8:
+            raise FeatherfaceError("--int8-float keeps some ops float in an INT8 export; add --int8")
+        from featherface_mobile.quant.float_ops import get_float_group
+
+        for name in opts.int8_float:
+            get_float_group(name)
     for group in spec.exclusive:
         both = sorted(group & opts.set_options())
         if len(both) > 1:

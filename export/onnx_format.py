@@ -97,11 +97,12 @@ def export_onnx_int8(model: nn.Module, opts: ExportOptions, path: Path, metadata
 
     calib = [x.transpose(2, 0, 1)[None].copy() for x in calibration_batches(model, opts)]
     prepared, learned = int8_source(model, [torch.from_numpy(b) for b in calib[:32]], opts.int8_ranges, opts.size)
-    settings = QdqSettings()
+    settings = QdqSettings(float_groups=tuple(opts.int8_float))
     quantization = dict(settings.as_dict(), calibration_images=len(calib))
     with tempfile.TemporaryDirectory(prefix="ff-onnx-int8-") as tmp:
         float_path = Path(tmp) / "prepared.onnx"
-        export_onnx_float(prepared, dataclasses.replace(opts, int8=False, int8_ranges=None), float_path, metadata)
+        export_onnx_float(prepared, dataclasses.replace(opts, int8=False, int8_ranges=None, int8_float=()),
+                          float_path, metadata)
         overrides = {}
         if learned is not None:
             from featherface_mobile.quant.learned import onnx_overrides
@@ -226,7 +227,8 @@ def _onnx_runner(path: Path, *, threads: int = 0, **_) -> OnnxRunner:
 
 register_format(FormatSpec(
     name="onnx", suffix=".onnx", exporter=export_onnx, runner=_onnx_runner,
-    options=frozenset({"dynamic", "with_postprocess", "int8", "calib", "native_deform", "int8_ranges"}), extra="onnx",
+    options=frozenset({"dynamic", "with_postprocess", "int8", "calib", "native_deform", "int8_ranges", "int8_float"}),
+    extra="onnx",
     modules=("onnx", "onnxslim", "onnxruntime"),
     option_checks=(_check_native_deform,),
     fp32_max_abs=1e-4,

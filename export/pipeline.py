@@ -47,7 +47,7 @@ def _size_of(path: Path) -> int:
 
 def artefact_name(model: str, size: int, fmt_suffix: str, precision: str, opts: ExportOptions) -> str:
     flags = {"dynamic": opts.dynamic, "nms": opts.with_postprocess, "deformconv": opts.native_deform}
-    tags = [model, str(size), precision] + [tag for tag, on in flags.items() if on]
+    tags = [model, str(size), precision] + [tag for tag, on in flags.items() if on] + [f"float-{g}" for g in opts.int8_float]
     return "_".join(tags) + fmt_suffix
 
 
@@ -97,6 +97,19 @@ def export(
                 path.with_name(path.name + ".verify.json").unlink(missing_ok=True)
                 log(f"  deleted {path.name} (failed verification; --keep-failed keeps it)")
     return ExportResult(net.model_name, done, failed)
+
+
+def export_or_reuse(weights, model: str, fmt: str, options: ExportOptions, out: Path) -> tuple[Path, dict | None]:
+    """The artefact of (model, fmt, options) in `out` and its verify report: exported (kept even if it
+    fails its gate) unless `out` already holds both. For benchmark scripts."""
+    import json
+
+    spec = get_format(fmt)
+    path = Path(out) / artefact_name(model, options.size, spec.suffix, spec.precision(options), options)
+    report = path.with_name(path.name + ".verify.json")
+    if not (path.exists() and report.is_file()):
+        export(weights, model=model, formats=[fmt], options=options, out=out, keep_failed=True, log=lambda *_: None)
+    return path, json.loads(report.read_text()) if report.is_file() else None
 
 
 def artefact_record(art: Artefact) -> dict:

@@ -19,6 +19,7 @@ from torch import nn
 
 from featherface_mobile.errors import FeatherfaceError
 
+from . import tflite_graph
 from .common import OUTPUT_NAMES, model_inputs, sample_images
 from .formats import ExportOptions, FormatSpec, register_format
 from .onnx_format import export_onnx
@@ -51,6 +52,8 @@ def export_tflite(model: nn.Module, opts: ExportOptions, path: Path, metadata: d
             model, ranges = int8_source(model, batches, opts.int8_ranges, opts.size)
             if ranges is not None:
                 env["FEATHERFACE_INT8_LEARNED"] = str(Path(opts.int8_ranges).resolve())
+            if opts.int8_float:
+                env["FEATHERFACE_INT8_FLOAT"] = ",".join(opts.int8_float)
         export_onnx(model, ExportOptions(size=opts.size), onnx_path, metadata)
         cached = _float_cache(onnx_path, precision)
         if cached is not None and cached.is_file():  # onnx2tf wrote both float variants of this graph before
@@ -69,14 +72,22 @@ def export_tflite(model: nn.Module, opts: ExportOptions, path: Path, metadata: d
             raise FeatherfaceError(f"TFLite conversion failed ({tail[0][:200]}); run with the ONNX export to inspect the graph")
         produced = Path(out_line[0].split("=", 1)[1])
         meta = dict(metadata, input_layout="NHWC", input_dtype="float32")
-        learned = [json.loads(ln.split("=", 1)[1]) for ln in proc.stdout.splitlines() if ln.startswith("INT8_LEARNED=")]
+        reported = {ln.split("=", 1)[0]: json.loads(ln.split("=", 1)[1]) for ln in proc.stdout.splitlines()
+                    if ln.startswith(("INT8_LEARNED=", "INT8_FLOAT="))}
+        learned = reported.get("INT8_LEARNED")
+        quantization = {}
         if learned:
-            meta["quantization"] = {"activation_ranges": "learned by QAT", "learned_ranges": learned[0]}
+            quantization.update(activation_ranges="learned by QAT", learned_ranges=learned)
+        if "INT8_FLOAT" in reported:
+            quantization.update(float_groups=list(opts.int8_float), float_ops=len(reported["INT8_FLOAT"]))
+        if quantization:
+            meta["quantization"] = quantization
         path.write_bytes(embed_metadata(produced.read_bytes(), meta))
         if cached is not None:
             _fill_float_cache(produced, cached.parent)
     facts = {"converter": "onnx2tf 1.29 + TFLiteConverter" if precision == "int8" else "onnx2tf 1.29"}
-    return dict(facts, **({"learned_ranges": learned[0]} if learned else {}))
+    return dict(facts, **({"learned_ranges": learned} if learned else {}),
+                **({"float_ops": quantization["float_ops"]} if "float_ops" in quantization else {}))
 
 
 def _float_cache(onnx_path: Path, precision: str) -> Path | None:
@@ -111,20 +122,10 @@ def _fill_float_cache(produced: Path, cache_dir: Path) -> None:
             tmp.replace(cache_dir / f"{precision}.tflite")
 
 
-def _schema():
-    try:
-        from ai_edge_litert import schema_py_generated as schema
-    except ImportError:
-        from tensorflow.lite.python import schema_py_generated as schema
-    return schema
-
-
 def embed_metadata(model_bytes: bytes, meta: dict) -> bytes:
     """Return the .tflite bytes with `meta` as JSON in Model.metadata[name=featherface]."""
-    import flatbuffers
-
-    schema = _schema()
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(model_bytes, 0))
+    schema = tflite_graph.schema()
+    model = tflite_graph.read(model_bytes)
     buf = schema.BufferT()
     buf.data = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     model.buffers.append(buf)
@@ -132,13 +133,11 @@ def embed_metadata(model_bytes: bytes, meta: dict) -> bytes:
     entry.name = METADATA_NAME
     entry.buffer = len(model.buffers) - 1
     model.metadata = [m for m in (model.metadata or []) if m.name != METADATA_NAME] + [entry]
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return tflite_graph.write(model)
 
 
 def read_metadata(path: Path) -> dict:
-    schema = _schema()
+    schema = tflite_graph.schema()
     data = Path(path).read_bytes()
     model = schema.Model.GetRootAs(data, 0)
     for i in range(model.MetadataLength()):
@@ -229,7 +228,7 @@ def _tflite_runner(path: Path, *, threads: int = 2, **_) -> TFLiteRunner:
 
 register_format(FormatSpec(
     name="tflite", suffix=".tflite", exporter=export_tflite, runner=_tflite_runner,
-    options=frozenset({"int8", "fp16", "calib", "int8_ranges"}), extra="tflite",
+    options=frozenset({"int8", "fp16", "calib", "int8_ranges", "int8_float"}), extra="tflite",
     modules=("onnx", "onnxslim", "onnx2tf", "tensorflow", "ai_edge_litert"),
     fp32_max_abs=1e-3,
     notes="NHWC float32 input; INT8 is full-integer inside with float32 input/output tensors",

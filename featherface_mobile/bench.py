@@ -726,18 +726,15 @@ def tflite_op_profile(path: str | Path, *, threads: int = 2, runs: int = 20, top
     close to the graph's time; the gap to its measured median is what the isolation cannot show
     (cache reuse between ops, delegate partition boundaries).
     """
-    import flatbuffers
+    from featherface_mobile.export import tflite_graph
+    from featherface_mobile.export.tflite_format import _interpreter_class
 
-    from featherface_mobile.export.tflite_format import _interpreter_class, _schema
-
-    schema = _schema()
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(Path(path).read_bytes(), 0))
+    model = tflite_graph.read(Path(path).read_bytes())
     sg = model.subgraphs[0]
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    codes = [c.builtinCode if c.builtinCode else c.deprecatedBuiltinCode for c in model.operatorCodes]
-    constant = [model.buffers[t.buffer].data is not None and len(model.buffers[t.buffer].data) > 0 for t in sg.tensors]
+    types = tflite_graph.op_types(model)
+    constant = [tflite_graph.is_constant(model, t) for t in sg.tensors]
     ops, rng = list(sg.operators), np.random.default_rng(0)
-    op_type = {id(op): names.get(codes[op.opcodeIndex], str(codes[op.opcodeIndex])) for op in ops}
+    op_type = {id(op): types[op.opcodeIndex] for op in ops}
     consumers: dict[int, list] = {}
     for op in ops:
         for i in op.inputs:
@@ -764,13 +761,12 @@ def tflite_op_profile(path: str | Path, *, threads: int = 2, runs: int = 20, top
         sg.operators = group
         sg.inputs = sorted({i for g in group for i in g.inputs if i >= 0 and not constant[i] and i not in produced})
         sg.outputs = list(op.outputs)
-        builder = flatbuffers.Builder(1024)
-        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+        content = tflite_graph.write(model)
         try:
-            it = cls(model_content=bytes(builder.Output()), num_threads=threads)
+            it = cls(model_content=content, num_threads=threads)
             it.allocate_tensors()
         except RuntimeError:  # XNNPACK refuses this op alone: LiteRT's own kernel, as in the graph
-            it = cls(model_content=bytes(builder.Output()), num_threads=threads,
+            it = cls(model_content=content, num_threads=threads,
                      experimental_op_resolver_type=sys.modules[cls.__module__].OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
             it.allocate_tensors()
         for d in it.get_input_details():

@@ -134,6 +134,19 @@ def load_model(
     return net.eval()
 
 
+# What load_model sets on a model beyond its weights; a transformed copy (BN-folded, equalized,
+# QAT-trained) carries them on so that export and metadata still know what it is.
+MODEL_ATTRS = ("config", "model_name", "weights_path")
+
+
+def carry_model_attrs(copy: nn.Module, model: nn.Module) -> nn.Module:
+    """`copy`, given `model`'s config, model_name and weights_path (those it has)."""
+    for attr in MODEL_ATTRS:
+        if hasattr(model, attr):
+            setattr(copy, attr, getattr(model, attr))
+    return copy
+
+
 def _diff(missing, unexpected) -> str:
     parts = []
     if missing:

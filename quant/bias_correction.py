@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from featherface_mobile.checkpoint import carry_model_attrs
+
 from . import simulate
 
 
@@ -39,9 +41,7 @@ def weight_rounding_shifts(sim: simulate.Simulation, batches: list[torch.Tensor]
 def correct_biases(model: nn.Module, batches: list[torch.Tensor], *, calibration: list[torch.Tensor] | None = None) -> nn.Module:
     """A copy of `model` (BN-folded) whose conv biases cancel the mean INT8 weight-rounding error."""
     out = copy.deepcopy(model)
-    for attr in ("config", "model_name"):
-        if hasattr(model, attr):
-            setattr(out, attr, getattr(model, attr))
+    carry_model_attrs(out, model)
     sim = simulate.calibrate(simulate.attach(out), calibration or batches)
     shifts = weight_rounding_shifts(sim, batches)
     sim.detach()

@@ -15,6 +15,7 @@ import copy
 import torch
 from torch import nn
 
+from featherface_mobile.checkpoint import carry_model_attrs
 from featherface_mobile.models.deform import ModulatedDeformConv2d
 from featherface_mobile.models.layers import MobileNetV1x025
 
@@ -150,7 +151,5 @@ def int8_friendly(model: nn.Module, batches: list[torch.Tensor] | None = None) -
     The result computes the same function as `model`.
     """
     out = equalize_activations(equalize_chains(fold_batchnorm(model)), batches or [])
-    for attr in ("config", "model_name"):
-        if hasattr(model, attr):
-            setattr(out, attr, getattr(model, attr))
+    carry_model_attrs(out, model)
     return out

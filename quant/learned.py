@@ -135,21 +135,18 @@ def _range_of(module) -> tuple[float, float]:
 
 def apply_to_calibrated_tflite(calibrated: bytes, learned: LearnedRanges) -> tuple[bytes, dict]:
     """A calibrated (float, min/max-annotated) .tflite with the learned ranges on its matched tensors."""
-    import flatbuffers
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from .report import _schema
+    from featherface_mobile.export import tflite_graph
 
-    schema = _schema()
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(calibrated, 0))
+    model = tflite_graph.read(calibrated)
     sg = model.subgraphs[0]
     it = Interpreter(model_content=calibrated, experimental_preserve_all_tensors=True, num_threads=2,
                      experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     it.allocate_tensors()
     it.set_tensor(it.get_input_details()[0]["index"], np.ascontiguousarray(learned.reference.transpose(0, 2, 3, 1)))
     it.invoke()
-    candidates = [i for i, t in enumerate(sg.tensors) if t.quantization is not None and t.quantization.min is not None
-                  and len(t.quantization.min) == 1 and not _is_constant(model, t)]
+    candidates = tflite_graph.calibrated_activations(model)
     used, matched = set(), 0
     for i in candidates:
         values = it.get_tensor(i)
@@ -162,15 +159,8 @@ def apply_to_calibrated_tflite(calibrated: bytes, learned: LearnedRanges) -> tup
             q.min, q.max = [lo], [max(hi, lo + MIN_RANGE)]  # a dead tensor's range as calibration floors it
             used.add(k)
             matched += 1
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output()), {"learned": len(learned.ranges), "used": len(used), "tensors": matched,
+    return tflite_graph.write(model), {"learned": len(learned.ranges), "used": len(used), "tensors": matched,
                                      "of_tensors": len(candidates)}
-
-
-def _is_constant(model, tensor) -> bool:
-    data = model.buffers[tensor.buffer].data
-    return data is not None and len(data) > 0
 
 
 def onnx_overrides(float_model: str | Path, learned: LearnedRanges) -> tuple[dict, dict]:

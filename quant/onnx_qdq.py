@@ -28,6 +28,7 @@ class QdqSettings:
     calibration: str = "minmax"  # "minmax", "entropy" or "percentile"
     float_index_math: bool = True  # deformable-conv sampling coordinates, gather indices, bilinear weights
     float_output_tail: bool = True  # transpose/reshape/concat/softmax after the head convs
+    float_groups: tuple[str, ...] = ()  # quant.float_ops groups kept float (`--int8-float`)
 
     def as_dict(self) -> dict:
         return dict(asdict(self), tool="onnxruntime.quantization.quantize_static", format="QDQ")
@@ -114,6 +115,15 @@ def output_tail_nodes(model) -> set[str]:
     return _walk_back(model, [o.name for o in model.graph.output], _LINEAR_OPS)
 
 
+def head_nodes(model) -> set[str]:
+    """The head convs (the convs feeding the output tail) and the output tail."""
+    tail = output_tail_nodes(model)
+    producers = _producers(model)
+    inputs = {i for n in model.graph.node if n.name in tail for i in n.input}
+    heads = {producers[i].name for i in inputs if i in producers and producers[i].op_type in _LINEAR_OPS}
+    return tail | heads
+
+
 def float_nodes(model, settings: QdqSettings) -> list[str]:
     """Names of the nodes `quantize_static` must leave in float32."""
     keep: set[str] = set()
@@ -121,6 +131,10 @@ def float_nodes(model, settings: QdqSettings) -> list[str]:
         keep |= index_math_nodes(model)
     if settings.float_output_tail:
         keep |= output_tail_nodes(model)
+    if settings.float_groups:
+        from .float_ops import onnx_float_nodes
+
+        keep |= onnx_float_nodes(model, settings.float_groups)
     return sorted(keep)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from featherface_mobile.checkpoint import carry_model_attrs
+
 from .bias_correction import correct_biases
 from .equalize import int8_friendly
 
@@ -36,7 +38,5 @@ def int8_source(model: nn.Module, calibration: list[torch.Tensor], ranges=None, 
 
     learned = load_for_size(ranges, size)
     out = fold_batchnorm(model)
-    for attr in ("config", "model_name"):
-        if hasattr(model, attr):
-            setattr(out, attr, getattr(model, attr))
+    carry_model_attrs(out, model)
     return out, learned

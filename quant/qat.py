@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from featherface_mobile.checkpoint import carry_model_attrs
 from featherface_mobile.errors import FeatherfaceError
 
 from .distill import distillation_loss, multibox_loss  # noqa: F401  (re-exported for training scripts)
@@ -42,11 +43,7 @@ def float_start(model: nn.Module, calibration: list[torch.Tensor] | None = None)
     so re-running it at export leaves the trained weights as they are)."""
     from .equalize import int8_friendly
 
-    out = int8_friendly(model, calibration or [])
-    for attr in ("config", "model_name", "weights_path"):
-        if hasattr(model, attr):
-            setattr(out, attr, getattr(model, attr))
-    return out
+    return int8_friendly(model, calibration or [])  # carries config, model_name, weights_path
 
 
 def prepare_qat(model: nn.Module, example: torch.Tensor) -> torch.fx.GraphModule:
@@ -65,9 +62,7 @@ def prepare_qat(model: nn.Module, example: torch.Tensor) -> torch.fx.GraphModule
 def qat_weights(qat_model: nn.Module, model: nn.Module) -> nn.Module:
     """The BN-folded eager copy of `model` (as passed to `prepare_qat`) with the weights trained in `qat_model`."""
     out = fold_batchnorm(model)
-    for attr in ("config", "model_name", "weights_path"):
-        if hasattr(model, attr):
-            setattr(out, attr, getattr(model, attr))
+    carry_model_attrs(out, model)
     trained = {k: v for k, v in qat_model.state_dict().items()}
     own = out.state_dict()
     missing = [k for k in own if k not in trained and not k.endswith("num_batches_tracked")]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from featherface_mobile.export import tflite_graph
+
 CLIP_FACTORS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
 # Narrowest activation range kept. A tensor that is constant on every calibration image (a dead
 # channel's FC output: V2-Ultra's gates) would get a scale of ~1e-8, and XNNPACK refuses an INT8
@@ -32,10 +34,10 @@ def best_clip(values: np.ndarray, lo: float, hi: float, factors=CLIP_FACTORS) ->
     return best[1]
 
 
-def _head_tensors(model, schema, names) -> set[int]:
+def _head_tensors(model) -> set[int]:
     """Tensors from the last convs onward: outputs, and walking back through reshape/concat/softmax."""
     sg = model.subgraphs[0]
-    codes = [c.builtinCode if c.builtinCode else c.deprecatedBuiltinCode for c in model.operatorCodes]
+    types = tflite_graph.op_types(model)
     producer = {o: op for op in sg.operators for o in op.outputs}
     keep: set[int] = set()
     stack = list(sg.outputs)
@@ -45,25 +47,27 @@ def _head_tensors(model, schema, names) -> set[int]:
             continue
         keep.add(t)
         op = producer.get(t)
-        if op is not None and names.get(codes[op.opcodeIndex]) in _PASS_THROUGH:
+        if op is not None and types[op.opcodeIndex] in _PASS_THROUGH:
             stack.extend(op.inputs)
     return keep
 
 
+def head_nodes(calibrated: bytes) -> list[str]:
+    """Names (output tensors) of the head convs and every op after them: what `--int8-float heads` keeps float."""
+    model = tflite_graph.read(calibrated)
+    sg = model.subgraphs[0]
+    head = _head_tensors(model)
+    return sorted({sg.tensors[op.outputs[0]].name.decode() for op in sg.operators if op.outputs[0] in head})
+
+
 def mse_ranges(calibrated: bytes, images: np.ndarray, *, samples_per_image: int = 20000, seed: int = 0) -> tuple[bytes, dict]:
     """Calibrated .tflite bytes with MSE-clipped min/max on every non-head activation; and a summary."""
-    import flatbuffers
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from .report import _op_names, _schema
-
-    schema = _schema()
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(calibrated, 0))
+    model = tflite_graph.read(calibrated)
     sg = model.subgraphs[0]
-    head = _head_tensors(model, schema, _op_names(schema))
-    targets = [i for i, t in enumerate(sg.tensors)
-               if i not in head and t.quantization is not None and t.quantization.min is not None
-               and len(t.quantization.min) == 1 and (model.buffers[t.buffer].data is None or not len(model.buffers[t.buffer].data))]
+    head = _head_tensors(model)
+    targets = [i for i in tflite_graph.calibrated_activations(model) if i not in head]
     it = Interpreter(model_content=calibrated, experimental_preserve_all_tensors=True, num_threads=2,
                      experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     it.allocate_tensors()
@@ -83,23 +87,18 @@ def mse_ranges(calibrated: bytes, images: np.ndarray, *, samples_per_image: int 
         if a < 1.0:
             q.min, q.max = [float(q.min[0]) * a], [float(q.max[0]) * a]
         factors[i] = a
-    widened = widen_degenerate(sg.tensors, range(len(sg.tensors)), model)
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    widened = widen_degenerate(model)
     clipped = [a for a in factors.values() if a < 1.0]
-    return bytes(builder.Output()), {"tensors": len(targets), "clipped": len(clipped),
-                                     "median_factor": float(np.median(clipped)) if clipped else 1.0, "widened": widened}
+    return tflite_graph.write(model), {"tensors": len(targets), "clipped": len(clipped),
+                                       "median_factor": float(np.median(clipped)) if clipped else 1.0, "widened": widened}
 
 
-def widen_degenerate(tensors, indices, model, floor: float = MIN_RANGE) -> int:
+def widen_degenerate(model, floor: float = MIN_RANGE) -> int:
     """Give every activation whose calibrated [min, max] is narrower than `floor` that width; the count."""
     n = 0
-    for i in indices:
-        t = tensors[i]
-        q = t.quantization
-        if q is None or q.min is None or len(q.min) != 1 or (model.buffers[t.buffer].data is not None
-                                                              and len(model.buffers[t.buffer].data)):
-            continue
+    tensors = model.subgraphs[0].tensors
+    for i in tflite_graph.calibrated_activations(model):
+        q = tensors[i].quantization
         lo, hi = float(q.min[0]), float(q.max[0])
         if hi - lo < floor:
             q.min, q.max = [min(lo, 0.0)], [max(min(lo, 0.0) + floor, hi)]

@@ -94,35 +94,24 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-30))
 
 
-def _schema():
-    from featherface_mobile.export.tflite_format import _schema as schema
-
-    return schema()
-
-
-def _op_names(schema) -> dict[int, str]:
-    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-
-
 def float_twin(model_bytes: bytes) -> tuple[bytes, dict[int, int]]:
     """The INT8 .tflite with every quantized tensor in float32 and QUANTIZE/DEQUANTIZE bypassed.
 
     Also returns, for each bypassed op's output tensor, the twin tensor that now stands for it.
     """
-    import flatbuffers
+    from featherface_mobile.export import tflite_graph
 
-    schema = _schema()
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(model_bytes, 0))
-    codes = [c.builtinCode if c.builtinCode else c.deprecatedBuiltinCode for c in model.operatorCodes]
+    schema = tflite_graph.schema()
+    model = tflite_graph.read(model_bytes)
+    types = tflite_graph.op_types(model)
     quantized = {schema.TensorType.INT8, schema.TensorType.UINT8, schema.TensorType.INT16, schema.TensorType.INT32}
-    bypass = {schema.BuiltinOperator.QUANTIZE, schema.BuiltinOperator.DEQUANTIZE}
     for sg in model.subgraphs:
         for t in sg.tensors:
             q = t.quantization
             if t.type not in quantized or q is None or q.scale is None or len(q.scale) == 0:
                 continue
             buf = model.buffers[t.buffer]
-            if buf.data is not None and len(buf.data):
+            if tflite_graph.is_constant(model, t):
                 dtype = {schema.TensorType.INT8: np.int8, schema.TensorType.UINT8: np.uint8,
                          schema.TensorType.INT16: np.int16, schema.TensorType.INT32: np.int32}[t.type]
                 raw = np.frombuffer(bytes(bytearray(buf.data)), dtype=dtype).astype(np.float32)
@@ -139,7 +128,7 @@ def float_twin(model_bytes: bytes) -> tuple[bytes, dict[int, int]]:
         alias: dict[int, int] = {}
         kept = []
         for op in sg.operators:
-            if codes[op.opcodeIndex] in bypass:
+            if types[op.opcodeIndex] in ("QUANTIZE", "DEQUANTIZE"):
                 alias[op.outputs[0]] = op.inputs[0]
             else:
                 kept.append(op)
@@ -152,17 +141,15 @@ def float_twin(model_bytes: bytes) -> tuple[bytes, dict[int, int]]:
             op.inputs = [root(i) if i >= 0 else i for i in op.inputs]
         sg.outputs = [root(i) for i in sg.outputs]
         sg.operators = kept
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output()), {k: root(k) for k in alias}
+    return tflite_graph.write(model), {k: root(k) for k in alias}
 
 
 def _producers(model_bytes: bytes) -> dict[int, str]:
-    schema = _schema()
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(model_bytes, 0))
-    names = _op_names(schema)
-    codes = [c.builtinCode if c.builtinCode else c.deprecatedBuiltinCode for c in model.operatorCodes]
-    return {o: names.get(codes[op.opcodeIndex], "?") for op in model.subgraphs[0].operators for o in op.outputs}
+    from featherface_mobile.export import tflite_graph
+
+    model = tflite_graph.read(model_bytes)
+    types = tflite_graph.op_types(model)
+    return {o: types[op.opcodeIndex] for op in model.subgraphs[0].operators for o in op.outputs}
 
 
 def tflite_report(artefact: str | Path, weights: str | Path | None = None, *, images: int = 8,

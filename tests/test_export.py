@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -244,6 +245,8 @@ def run_cli(*args, **kw):
     (["--format", "tflite", "--int8", "--fp16"], "cannot be combined"),
     (["--format", "tensorrt"], "unknown format 'tensorrt'"),
     (["--format", "onnx", "--size", "300"], "not a positive multiple of 32"),
+    (["--format", "tflite", "--int8-float", "heads"], "--int8-float keeps some ops float in an INT8 export; add --int8"),
+    (["--format", "coreml", "--int8", "--int8-float", "heads"], "--int8-float not supported for format coreml"),
 ])
 def test_bad_option_combinations_fail_before_any_work(args, needle, tmp_path, retinaface_weights):
     proc = run_cli("export", "--weights", retinaface_weights, "--out", tmp_path / "out", *args)
@@ -298,3 +301,27 @@ def test_v2_ultra_int8_runs_on_xnnpack(tmp_path):
                  out=tmp_path, verify_images=2, keep_failed=True, log=lambda *_: None)
     art = (res.artefacts + res.failed)[0]
     assert TFLiteRunner(art.path, threads=1).delegate == "xnnpack"
+
+
+def test_int8_float_heads_keeps_the_head_convs_float_in_tflite_and_onnx(tmp_path, retinaface_weights):
+    """`--int8-float heads`: the 9 head convs (3 levels x scores/boxes/landmarks) and the ops after
+    them run in float32 in both INT8 routes; the rest stays INT8; both pass the face gate."""
+    import onnx
+
+    from featherface_mobile.export.tflite_format import read_metadata
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from converter_compare import tflite_ops
+
+    res = export(retinaface_weights, formats=["tflite", "onnx"], out=tmp_path, verify_images=4,
+                 options=ExportOptions(size=SIZE, int8=True, int8_float=("heads",), calib_images=16), log=lambda *_: None)
+    assert not res.failed, [a.verify.summary() for a in res.failed]
+    tfl, qdq = sorted(res.artefacts, key=lambda a: a.path.suffix != ".tflite")
+    assert tfl.path.name == f"retinaface-mnet025_{SIZE}_int8_float-heads.tflite"
+    assert read_metadata(tfl.path)["quantization"]["float_groups"] == ["heads"]
+    ops = tflite_ops(tfl.path)
+    assert ops["float_compute_ops"]["CONV_2D"] == 9 and ops["counts"]["CONV_2D"] > 40, ops
+    graph = onnx.load(str(qdq.path)).graph
+    dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    float_convs = [n.name for n in graph.node if n.op_type == "Conv" and n.input[1] not in dequantized]
+    assert len(float_convs) == 9 and all("Head" in n for n in float_convs), float_convs
