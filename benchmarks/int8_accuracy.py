@@ -4,12 +4,12 @@ For each trained model (the registry's weights: shared checkpoints, packaged V2)
 model, its post-training INT8 artefacts (TFLite full-integer, ONNX QDQ; calibration: the train
 split) and, with --qat-steps N, the INT8 artefacts of `featherface quantize qat` (N steps on the
 train split, learned ranges carried into each artefact) and, with --float-groups G, calibrated
-INT8 artefacts with those op groups kept float (`featherface export --int8 --int8-float G`), each
+INT8 artefacts with those op groups kept float, one row per variant (`featherface export --int8 --int8-float G`), each
 evaluated with
 `featherface_mobile.evaluate.evaluate` on the eval split of wider_val_416 (never used for
 calibration or QAT) at the export size; AP deltas in points (x100) against the float model.
 
-Usage: python benchmarks/int8_accuracy.py [--size 640] [--formats tflite,onnx] [--qat-steps 300] [--float-groups heads]
+Usage: python benchmarks/int8_accuracy.py [--size 640] [--formats tflite,onnx] [--qat-steps 300] [--float-groups heads,stride2]
        [--models retinaface-mnet025,featherface-v1,featherface-v2] [--work runs/bench/exports]
 (artefacts already in --work, with their .verify.json, are reused)
 Writes benchmarks/results/int8_accuracy.{md,json}.
@@ -110,8 +110,9 @@ def main() -> None:
     ap.add_argument("--models", default=MODELS)
     ap.add_argument("--qat-steps", type=int, default=0, help="also QAT this many steps and evaluate its artefacts")
     ap.add_argument("--qat-lr", type=float, default=2e-5)
-    ap.add_argument("--float-groups", default="", help="also export and evaluate calibrated INT8 with these op groups "
-                    "kept float (comma-separated quant.float_ops groups, e.g. heads)")
+    ap.add_argument("--float-groups", default="", help="also export and evaluate calibrated INT8 with op groups kept "
+                    "float: comma-separated variants, each a quant.float_ops group or groups joined by + "
+                    "(e.g. heads,stride2,stride4+heads)")
     ap.add_argument("--work", type=Path, default=Path("runs/bench/exports"))
     a = ap.parse_args()
     data = wider_val_dir()
@@ -119,7 +120,7 @@ def main() -> None:
         raise SystemExit("the shared folder is absent: set FEATHERFACE_SHARED")
     images = split_images("eval", data)
     formats = [f for f in a.formats.split(",") if f]
-    groups = tuple(g for g in a.float_groups.split(",") if g)
+    variants = [tuple(v.split("+")) for v in a.float_groups.split(",") if v]
     rows = []
     for name in a.models.split(","):
         weights = resolve_weights_ref(get_spec(name).default_weights or "")
@@ -134,7 +135,7 @@ def main() -> None:
             path, report = int8_artefact(weights, name, fmt, a.size, a.work)
             rows.append(delta_row(name, f"{fmt} INT8, calibrated", path, report, base, data, a.size, images))
             print(rows[-1], flush=True)
-            if groups:
+            for groups in variants:
                 path, report = int8_artefact(weights, name, fmt, a.size, a.work, groups)
                 rows.append(delta_row(name, f"{fmt} INT8, calibrated, {'+'.join(groups)} float", path, report, base,
                                       data, a.size, images))

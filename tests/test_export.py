@@ -303,9 +303,10 @@ def test_v2_ultra_int8_runs_on_xnnpack(tmp_path):
     assert TFLiteRunner(art.path, threads=1).delegate == "xnnpack"
 
 
-def test_int8_float_heads_keeps_the_head_convs_float_in_tflite_and_onnx(tmp_path, retinaface_weights):
-    """`--int8-float heads`: the 9 head convs (3 levels x scores/boxes/landmarks) and the ops after
-    them run in float32 in both INT8 routes; the rest stays INT8; both pass the face gate."""
+def test_int8_float_groups_keep_their_ops_float_in_tflite_and_onnx(tmp_path, retinaface_weights):
+    """`--int8-float heads --int8-float stride2`: the 9 head convs (3 levels x scores/boxes/landmarks)
+    with the ops after them, and the 3 convs at stride 2 (stem conv, first depthwise + pointwise) run
+    in float32 in both INT8 routes; the rest stays INT8; both pass the face gate."""
     import onnx
 
     from featherface_mobile.export.tflite_format import read_metadata
@@ -313,15 +314,17 @@ def test_int8_float_heads_keeps_the_head_convs_float_in_tflite_and_onnx(tmp_path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from converter_compare import tflite_ops
 
-    res = export(retinaface_weights, formats=["tflite", "onnx"], out=tmp_path, verify_images=4,
-                 options=ExportOptions(size=SIZE, int8=True, int8_float=("heads",), calib_images=16), log=lambda *_: None)
+    res = export(retinaface_weights, formats=["tflite", "onnx"], out=tmp_path, verify_images=4, log=lambda *_: None,
+                 options=ExportOptions(size=SIZE, int8=True, int8_float=("heads", "stride2"), calib_images=16))
     assert not res.failed, [a.verify.summary() for a in res.failed]
     tfl, qdq = sorted(res.artefacts, key=lambda a: a.path.suffix != ".tflite")
-    assert tfl.path.name == f"retinaface-mnet025_{SIZE}_int8_float-heads.tflite"
-    assert read_metadata(tfl.path)["quantization"]["float_groups"] == ["heads"]
+    assert tfl.path.name == f"retinaface-mnet025_{SIZE}_int8_float-heads_float-stride2.tflite"
+    assert read_metadata(tfl.path)["quantization"]["float_groups"] == ["heads", "stride2"]
     ops = tflite_ops(tfl.path)
-    assert ops["float_compute_ops"]["CONV_2D"] == 9 and ops["counts"]["CONV_2D"] > 40, ops
+    float_ops = ops["float_compute_ops"]
+    assert float_ops["CONV_2D"] == 9 + 2 and float_ops["DEPTHWISE_CONV_2D"] == 1 and ops["counts"]["CONV_2D"] > 40, ops
     graph = onnx.load(str(qdq.path)).graph
     dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
     float_convs = [n.name for n in graph.node if n.op_type == "Conv" and n.input[1] not in dequantized]
-    assert len(float_convs) == 9 and all("Head" in n for n in float_convs), float_convs
+    assert len(float_convs) == 12 and sum("Head" in n for n in float_convs) == 9, float_convs
+    assert sum("stage1.0" in n or "stage1.1" in n for n in float_convs) == 3, float_convs
