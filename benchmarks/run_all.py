@@ -182,7 +182,7 @@ def main() -> None:
     # 3. accuracy: each trained artefact once, on the held-out eval split, at its own size
     ap_cache: dict[str, object] = {}
     for r in rows:
-        m = meta.get((r.artefact, r.input_size))
+        m = row_meta(meta, r)
         if r.kind == "peer":
             r.ap = None
             continue
@@ -225,7 +225,7 @@ def main() -> None:
                                                   for (n, s), arts in artefacts.items() for art in arts if art["path"] is None],
         "results": [r.as_dict() for r in rows]})
     for size in sizes:
-        subset = [r for r in rows if (r.artefact, r.input_size) in meta and meta[(r.artefact, r.input_size)]["size"] == size or
+        subset = [r for r in rows if (row_meta(meta, r) or {}).get("size") == size or
                   (r.kind == "peer" and f"{size}x{size} group" in " ".join(r.notes))]
         B.plot_results(subset, results_dir / f"bench_{size}.png",
                        title=f"median latency at {size}x{size} (peers at their own size); {machine['cpu']}")
@@ -268,12 +268,18 @@ def render(a) -> None:
     print(tables)
 
 
+def row_meta(meta: dict, r: B.BenchResult) -> dict | None:
+    """A result row's model/format/size facts: rows are keyed by (artefact, input size), since one
+    checkpoint is benchmarked at several sizes."""
+    return meta.get((r.artefact, r.input_size))
+
+
 def compute_ratios(rows: list[B.BenchResult], meta: dict) -> list[dict]:
     """Per model, size and threads: speed-up of each artefact over PyTorch eager and over onnxruntime (same run)."""
     out = []
     by_key: dict[tuple, dict[str, B.BenchResult]] = {}
     for r in rows:
-        m = meta.get((r.artefact, r.input_size))
+        m = row_meta(meta, r)
         if m is None or r.kind != "detector":
             continue
         variant = "pytorch" if r.runtime == "pytorch" else "onnx" if r.runtime == "onnxruntime" else f"tflite-{r.precision}"
@@ -307,7 +313,7 @@ def markdown(rows, meta, peaks, ratios, macs, profiles, command, machine, a, ela
          "verification here is a correctness tool, not a runtime).", ""]
     for size in sizes:
         for t in threads:
-            sel = [r for r in rows if (r.artefact, r.input_size) in meta and meta[(r.artefact, r.input_size)]["size"] == size and r.threads == t and r.kind == "detector"]
+            sel = [r for r in rows if (row_meta(meta, r) or {}).get("size") == size and r.threads == t and r.kind == "detector"]
             if not sel:
                 continue
             L += [f"### {size}x{size}, {t} thread{'s' if t > 1 else ''}", "",
@@ -340,7 +346,7 @@ def markdown(rows, meta, peaks, ratios, macs, profiles, command, machine, a, ela
     L += ["", "Targets (TFLite INT8, 640x640, 2 threads): >= 10x PyTorch eager FP32 and >= 2.5x onnxruntime FP32.", ""]
     rows_by = {}
     for r in rows:
-        m = meta.get((r.artefact, r.input_size))
+        m = row_meta(meta, r)
         if m and r.kind == "detector":
             variant = "pytorch" if r.runtime == "pytorch" else "onnx" if r.runtime == "onnxruntime" else f"tflite-{r.precision}"
             rows_by[m["model"], m["size"], r.threads, variant] = r
@@ -374,8 +380,7 @@ def markdown(rows, meta, peaks, ratios, macs, profiles, command, machine, a, ela
           "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for size in sizes:
         for t in threads:
-            ours = [r for r in rows if (r.artefact, r.input_size) in meta and meta[(r.artefact, r.input_size)]["size"] == size and r.threads == t
-                    and meta[(r.artefact, r.input_size)]["trained"]]
+            ours = [r for r in rows if (m := row_meta(meta, r)) and m["size"] == size and r.threads == t and m["trained"]]
             peer_rows = [r for r in rows if r.kind == "peer" and r.threads == t and f"{size}x{size} group" in " ".join(r.notes)]
             if not peer_rows:
                 continue

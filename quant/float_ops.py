@@ -62,7 +62,6 @@ register_float_group(FloatGroup(
 ))
 
 
-
 def _tflite_up_to_stride(stride: int) -> Callable[[bytes], list[str]]:
     def nodes(calibrated: bytes) -> list[str]:
         from featherface_mobile.export import tflite_graph
