@@ -3,13 +3,14 @@
 For each trained model (the registry's weights: shared checkpoints, packaged V2): the float PyTorch
 model, its post-training INT8 artefacts (TFLite full-integer, ONNX QDQ; calibration: the train
 split) and, with --qat-steps N, the INT8 artefacts of `featherface quantize qat` (N steps on the
-train split, learned ranges carried into each artefact) and, with --float-groups G, calibrated
-INT8 artefacts with those op groups kept float, one row per variant (`featherface export --int8 --int8-float G`), each
+train split, learned ranges carried into each artefact; --qat-distill-only: distillation from the
+float model alone) and, with --float-groups G, calibrated (and QAT) INT8 artefacts with those op
+groups kept float, one row per variant (`featherface export --int8 --int8-float G`), each
 evaluated with
 `featherface_mobile.evaluate.evaluate` on the eval split of wider_val_416 (never used for
 calibration or QAT) at the export size; AP deltas in points (x100) against the float model.
 
-Usage: python benchmarks/int8_accuracy.py [--size 640] [--formats tflite,onnx] [--qat-steps 300] [--float-groups heads,stride2]
+Usage: python benchmarks/int8_accuracy.py [--size 640] [--formats tflite,onnx] [--qat-steps 300 [--qat-distill-only]] [--float-groups heads,stride2]
        [--models retinaface-mnet025,featherface-v1,featherface-v2] [--work runs/bench/exports]
 (artefacts already in --work, with their .verify.json, are reused)
 Writes benchmarks/results/int8_accuracy.{md,json}.
@@ -24,7 +25,7 @@ import warnings
 from pathlib import Path
 
 from featherface_mobile.evaluate import evaluate
-from featherface_mobile.export import ExportOptions, export
+from featherface_mobile.export import ExportOptions
 from featherface_mobile.models import get_spec
 from featherface_mobile.paths import resolve_weights_ref, wider_val_dir
 from featherface_mobile.runtime import load_runner
@@ -53,6 +54,41 @@ def delta_row(model: str, label: str, path: Path, report: dict, base: dict, data
     return {"model": model, "artefact": f"{label} ({path.name})", "ap": got,
             "delta_points": {s: round(100 * (got[s] - base[s]), 2) for s in SUBSETS},
             "verify_f1": round(report["f1"], 3), "verify_passed": report["passed"], "kb": round(path.stat().st_size / 1024)}
+
+
+def qat_rows(weights: Path, name: str, base: dict, data: Path, images: list[str], formats: list[str],
+             variants: list[tuple[str, ...]], a: argparse.Namespace) -> list[dict]:
+    """`featherface quantize qat` rows: the float model of the QAT weights, then its INT8 artefacts with the
+    learned ranges (full integer, then each float-group variant), each verified against the original model."""
+    from featherface_mobile.checkpoint import load_model
+    from featherface_mobile.export.pipeline import export_or_reuse
+    from featherface_mobile.export.verify import verify
+    from featherface_mobile.quant.qat import quantization_aware_training
+
+    how = f"QAT {a.qat_steps} steps" + (", distillation only" if a.qat_distill_only else "")
+    out = a.work / ("qat-distill" if a.qat_distill_only else "qat") / name
+    res = quantization_aware_training(weights, model=name, data=data, steps=a.qat_steps, size=a.size, lr=a.qat_lr,
+                                      labels=not a.qat_distill_only, out=out, formats=tuple(formats),
+                                      log=lambda *_: None)
+    tuned = ap_of(res.weights, data, a.size, images, model=name)  # the QAT float weights: what fine-tuning alone did
+    distilled = ", distillation only" if a.qat_distill_only else ""
+    rows = [{"model": name, "artefact": f"PyTorch float32 of the QAT weights{distilled} ({a.qat_steps} steps)", "ap": tuned,
+             "delta_points": {s: round(100 * (tuned[s] - base[s]), 2) for s in SUBSETS}, "verify_f1": None, "kb": None}]
+    print(rows[-1], flush=True)
+    original = load_model(weights, name)
+    arts = [(art.path, ref, ()) for art, ref in zip(res.artefacts, res.reference_verify)]
+    for fmt in formats:
+        for groups in variants:
+            opts = ExportOptions(size=a.size, int8=True, int8_ranges=res.ranges, int8_float=groups)
+            path, _ = export_or_reuse(res.weights, name, fmt, opts, out)
+            arts.append((path, verify(path, reference_model=original), groups))
+    for path, ref, groups in arts:
+        label = f"{path.suffix[1:]} INT8, {how} + learned ranges" + (f", {'+'.join(groups)} float" if groups else "")
+        rows.append(delta_row(name, label, path, {"f1": ref.f1, "passed": ref.passed}, base, data, a.size, images))
+        rows[-1]["qat_loss"] = [round(res.log.mean(True), 3), round(res.log.mean(False), 3)]
+        rows[-1]["delta_vs_qat_float"] = {s: round(100 * (rows[-1]["ap"][s] - tuned[s]), 2) for s in SUBSETS}
+        print(rows[-1], flush=True)
+    return rows
 
 
 def write_results(rows: list[dict], size: int, images: list[str]) -> None:
@@ -96,10 +132,12 @@ def _key(row: dict) -> tuple[str, str]:
 
 
 def _rank(row: dict) -> int:
-    """Table order within a model: float, calibrated, calibrated with float groups, QAT float, QAT artefacts."""
+    """Table order within a model: float, calibrated, calibrated with float groups, then per QAT recipe
+    (labels + distillation, distillation only) its float model and its artefacts."""
     label = row["artefact"]
-    return (0 if label == "PyTorch float32" else 3 if label.startswith("PyTorch") else 4 if "QAT" in label
-            else 2 if " float" in label else 1)
+    recipe = 2 if "distillation only" in label else 0
+    return (0 if label == "PyTorch float32" else 3 + recipe if label.startswith("PyTorch") else 4 + recipe
+            if "QAT" in label else 2 if " float" in label else 1)
 
 
 def main() -> None:
@@ -110,6 +148,8 @@ def main() -> None:
     ap.add_argument("--models", default=MODELS)
     ap.add_argument("--qat-steps", type=int, default=0, help="also QAT this many steps and evaluate its artefacts")
     ap.add_argument("--qat-lr", type=float, default=2e-5)
+    ap.add_argument("--qat-distill-only", action="store_true",
+                    help="QAT on distillation from the float model alone (no multibox loss on the labels)")
     ap.add_argument("--float-groups", default="", help="also export and evaluate calibrated INT8 with op groups kept "
                     "float: comma-separated variants, each a quant.float_ops group or groups joined by + "
                     "(e.g. heads,stride2,stride4+heads)")
@@ -141,22 +181,7 @@ def main() -> None:
                                       data, a.size, images))
                 print(rows[-1], flush=True)
         if a.qat_steps:
-            from featherface_mobile.quant.qat import quantization_aware_training
-
-            res = quantization_aware_training(weights, model=name, data=data, steps=a.qat_steps, size=a.size, lr=a.qat_lr,
-                                              out=a.work / "qat" / name, formats=tuple(formats), log=lambda *_: None)
-            tuned = ap_of(res.weights, data, a.size, images, model=name)  # the QAT float weights: what fine-tuning alone did
-            rows.append({"model": name, "artefact": f"PyTorch float32 of the QAT weights ({a.qat_steps} steps)", "ap": tuned,
-                         "delta_points": {s: round(100 * (tuned[s] - base[s]), 2) for s in SUBSETS}, "verify_f1": None,
-                         "kb": None})
-            print(rows[-1], flush=True)
-            for art, ref in zip(res.artefacts, res.reference_verify):
-                label = f"{art.path.suffix[1:]} INT8, QAT {a.qat_steps} steps + learned ranges"
-                rows.append(delta_row(name, label, art.path, {"f1": ref.f1, "passed": ref.passed}, base, data, a.size,
-                                      images))
-                rows[-1]["qat_loss"] = [round(res.log.mean(True), 3), round(res.log.mean(False), 3)]
-                rows[-1]["delta_vs_qat_float"] = {s: round(100 * (rows[-1]["ap"][s] - tuned[s]), 2) for s in SUBSETS}
-                print(rows[-1], flush=True)
+            rows += qat_rows(weights, name, base, data, images, formats, variants, a)
         print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
         write_results(rows, a.size, images)  # after each model: a failure later keeps what is done
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 
 import click
@@ -274,10 +273,13 @@ def train(model, out, teacher, teacher_model, init, data, steps, batch, size, lr
 
 
 def _register_subcommands() -> None:
-    """Commands defined beside their library modules (bench, quantize) join the one CLI here."""
+    """Commands defined beside their library modules (bench, quantize) join the one CLI here, with the
+    same one-line errors as the others."""
     from .bench_cli import bench
     from .quant.cli import quantize
 
+    for cmd in (bench, *quantize.commands.values()):
+        cmd.callback = _one_line_errors(cmd.callback)
     main.add_command(bench)
     main.add_command(quantize)
 

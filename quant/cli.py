@@ -53,13 +53,16 @@ def report_cmd(artefact: Path, weights: Path | None, images: int, image_dir: Pat
               help="INT8 artefacts to export from the trained weights (repeatable; none: --format '')")
 @click.option("--export-size", default=None, type=int,
               help="INT8 export size (default: --size; learned ranges are carried only into exports at --size)")
-def qat_cmd(weights, model, data, epochs, steps, size, lr, distill, labels, out, formats, export_size) -> None:
+@click.option("--int8-float", "int8_float", multiple=True, metavar="GROUP",
+              help="op group kept float32 in the INT8 exports, as `featherface export --int8-float` (repeatable)")
+def qat_cmd(weights, model, data, epochs, steps, size, lr, distill, labels, out, formats, export_size,
+            int8_float) -> None:
     """Quantization-aware training (PT2E), then INT8 export of the trained weights."""
     from .qat import quantization_aware_training
 
     res = quantization_aware_training(weights, model=model, data=data, epochs=epochs, steps=steps, size=size, lr=lr,
                                       distill=distill, labels=labels, out=out, formats=tuple(f for f in formats if f),
-                                      export_size=export_size or size, log=click.echo)
+                                      export_size=export_size or size, int8_float=int8_float, log=click.echo)
     click.echo(f"weights: {res.weights}")
     click.echo(f"learned ranges: {res.ranges}")
     for a in res.artefacts:

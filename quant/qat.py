@@ -161,14 +161,20 @@ def quantization_aware_training(weights: str | Path | None = None, *, model: str
                                 data: str | Path | None = None, epochs: int = 1, steps: int | None = None,
                                 size: int = 640, lr: float = 1e-5, distill: float = 1.0, labels: bool = True,
                                 out: str | Path = "exports", formats: tuple[str, ...] = ("tflite",),
-                                export_size: int | None = None, log=print) -> QATResult:
+                                export_size: int | None = None, int8_float: tuple[str, ...] = (),
+                                log=print) -> QATResult:
     """QAT on the train split, save the trained weights and learned ranges, and export INT8 artefacts
-    from them with those ranges (at `export_size`, default `size`; at another size they are calibrated)."""
+    from them with those ranges (at `export_size`, default `size`; at another size they are calibrated),
+    with the op groups `int8_float` (quant/float_ops.py) kept float."""
     from .learned import collect
     from featherface_mobile.checkpoint import load_model
     from featherface_mobile.paths import wider_val_dir
     from featherface_mobile.splits import split_images
 
+    from .float_ops import get_float_group
+
+    for group in int8_float:  # a bad group name fails now, not after training
+        get_float_group(group)
     data = Path(data) if data else wider_val_dir()
     if data is None:
         raise FeatherfaceError("no labelled data: pass --data pointing at wider_val_416 (images/ + gt.json)")
@@ -200,7 +206,8 @@ def quantization_aware_training(weights: str | Path | None = None, *, model: str
 
         if export_size != size:
             log(f"export at {export_size}, not the QAT size {size}: INT8 ranges are calibrated, not the learned ones")
-        options = ExportOptions(size=export_size, int8=True, int8_ranges=rpath if export_size == size else None)
+        options = ExportOptions(size=export_size, int8=True, int8_ranges=rpath if export_size == size else None,
+                                int8_float=tuple(int8_float))
         res = export(wpath, model=net.model_name, formats=list(formats), options=options, out=out, keep_failed=True,
                      log=log)
         result.artefacts = res.artefacts + res.failed

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -188,9 +190,9 @@ def test_a_few_qat_steps_lower_the_loss(retinaface_weights, wider):
 
 
 def test_qat_artefacts_carry_the_learned_ranges_and_run_in_litert(retinaface_weights, wider, tmp_path):
-    """`quantize qat` end to end: a few steps on real images, then INT8 TFLite and ONNX QDQ whose
-    activation ranges are the QAT graph's; the TFLite one runs in the LiteRT interpreter and finds
-    the faces the QAT float weights find."""
+    """`quantize qat` end to end: a few steps on real images, then INT8 TFLite and ONNX QDQ (the
+    stride-2 ops kept float, `--int8-float stride2`) whose activation ranges are the QAT graph's; the
+    TFLite one runs in the LiteRT interpreter and finds the faces the QAT float weights find."""
     pytest.importorskip("torchao")
     pytest.importorskip("onnx2tf")
     import onnx
@@ -201,11 +203,13 @@ def test_qat_artefacts_carry_the_learned_ranges_and_run_in_litert(retinaface_wei
     from featherface_mobile.quant.qat import quantization_aware_training
 
     res = quantization_aware_training(retinaface_weights, data=wider, steps=6, size=320, out=tmp_path,
-                                      formats=("tflite", "onnx"), log=lambda *_: None)
+                                      formats=("tflite", "onnx"), int8_float=("stride2",), log=lambda *_: None)
     learned = LearnedRanges.load(res.ranges)
     assert len(learned.ranges) > 50 and learned.reference.shape == (1, 3, 320, 320)
     by_suffix = {a.path.suffix: a for a in res.artefacts}
-    tfl = read_metadata(by_suffix[".tflite"].path)["quantization"]["learned_ranges"]
+    quantization = read_metadata(by_suffix[".tflite"].path)["quantization"]
+    assert quantization["float_groups"] == ["stride2"] and quantization["float_ops"] > 0
+    tfl = quantization["learned_ranges"]
     assert tfl["used"] >= 0.8 * tfl["learned"], tfl
     qdq = json.loads({p.key: p.value for p in onnx.load(str(by_suffix[".onnx"].path)).metadata_props}["featherface"])
     assert qdq["quantization"]["learned_ranges"]["used"] >= 0.9 * len(learned.ranges)
@@ -217,6 +221,21 @@ def test_qat_artefacts_carry_the_learned_ranges_and_run_in_litert(retinaface_wei
     img, _ = letterbox(read_image(sorted((wider / "images").iterdir())[0]), 320)
     loc, conf, landms = runner(normalize(img, load_model(retinaface_weights).config.mean_bgr))
     assert loc.shape[-1] == 4 and conf.shape[-1] == 2 and landms.shape[-1] == 10 and np.isfinite(loc).all()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["qat", "--int8-float", "tails"], "unknown --int8-float group 'tails'; choose from: heads, stride2, stride4"),
+    (["report", "{weights}"], "the INT8 report reads .tflite artefacts; export with --format tflite --int8"),
+])
+def test_quantize_commands_fail_in_one_line_before_any_work(args, needle, tmp_path, retinaface_weights):
+    """Bad input to `featherface quantize` (a QAT float group is checked before training starts)."""
+    args = [a.format(weights=retinaface_weights) for a in args]
+    proc = subprocess.run([sys.executable, "-m", "featherface_mobile.cli", "quantize", *args, "--weights",
+                           str(retinaface_weights), "--out" if args[0] == "qat" else "--json", str(tmp_path / "out")],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert len(proc.stderr.strip().splitlines()) == 1 and needle in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_learned_ranges_refuse_another_size_and_need_int8(tmp_path):
