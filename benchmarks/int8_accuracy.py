@@ -13,7 +13,7 @@ calibration or QAT) at the export size; AP deltas in points (x100) against the f
 Usage: python benchmarks/int8_accuracy.py [--size 640] [--formats tflite,onnx] [--qat-steps 300 [--qat-distill-only]] [--float-groups heads,stride2]
        [--models retinaface-mnet025,featherface-v1,featherface-v2] [--work runs/bench/exports]
 (artefacts already in --work, with their .verify.json, are reused)
-Writes benchmarks/results/int8_accuracy.{md,json}.
+Writes benchmarks/results/int8_accuracy.{md,json} and the table in README.md (between its markers).
 """
 from __future__ import annotations
 
@@ -102,7 +102,9 @@ def write_results(rows: list[dict], size: int, images: list[str]) -> None:
         old = json.loads(previous.read_text())
         if old.get("size") == size:
             done = {_key(r) for r in rows}
-            rows = [r for r in old["rows"] if _key(r) not in done and "command" in r] + rows
+            retrained = {_qat_run(r) for r in rows} - {None}  # rows of an older QAT run had other weights
+            rows = [r for r in old["rows"] if _key(r) not in done and "command" in r
+                    and _qat_run(r) not in retrained] + rows
     order = MODELS.split(",")
     rows = sorted(rows, key=lambda r: (order.index(r["model"]) if r["model"] in order else len(order), _rank(r)))
     previous.write_text(json.dumps({"size": size, "images": len(images), "rows": rows}, indent=1))
@@ -123,12 +125,28 @@ def write_results(rows: list[dict], size: int, images: list[str]) -> None:
                      f"{r['ap']['hard']:.4f} | {deltas(r.get('delta_points'))} | {deltas(r.get('delta_vs_qat_float'))} | "
                      f"{r['verify_f1'] if r['verify_f1'] is not None else ''} |")
     (RESULTS / "int8_accuracy.md").write_text("\n".join(lines) + "\n")
+    splice_readme("\n".join(lines))
     print("\n".join(lines))
 
 
 
+def splice_readme(table: str, readme: Path = RESULTS.parent.parent / "README.md") -> None:
+    """Put the table between README's `<!-- int8_accuracy table -->` markers."""
+    start, end = "<!-- int8_accuracy table -->\n", "<!-- end int8_accuracy table -->"
+    text = readme.read_text()
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        readme.write_text(head + start + table + "\n" + end + rest.split(end, 1)[1])
+
+
 def _key(row: dict) -> tuple[str, str]:
     return row["model"], row["artefact"].split(" (")[0]
+
+
+def _qat_run(row: dict) -> tuple[str, int] | None:
+    """(model, QAT recipe) of a QAT row: its float model and artefacts come from one training run."""
+    rank = _rank(row)
+    return (row["model"], (rank - 3) // 2) if rank >= 3 else None
 
 
 def _rank(row: dict) -> int:
