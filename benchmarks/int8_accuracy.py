@@ -65,13 +65,13 @@ def qat_rows(weights: Path, name: str, base: dict, data: Path, images: list[str]
     from featherface_mobile.export.verify import verify
     from featherface_mobile.quant.qat import quantization_aware_training
 
-    how = f"QAT {a.qat_steps} steps" + (", distillation only" if a.qat_distill_only else "")
+    distilled = ", distillation only" if a.qat_distill_only else ""
+    how = f"QAT {a.qat_steps} steps{distilled}"
     out = a.work / ("qat-distill" if a.qat_distill_only else "qat") / name
     res = quantization_aware_training(weights, model=name, data=data, steps=a.qat_steps, size=a.size, lr=a.qat_lr,
                                       labels=not a.qat_distill_only, out=out, formats=tuple(formats),
                                       log=lambda *_: None)
     tuned = ap_of(res.weights, data, a.size, images, model=name)  # the QAT float weights: what fine-tuning alone did
-    distilled = ", distillation only" if a.qat_distill_only else ""
     rows = [{"model": name, "artefact": f"PyTorch float32 of the QAT weights{distilled} ({a.qat_steps} steps)", "ap": tuned,
              "delta_points": {s: round(100 * (tuned[s] - base[s]), 2) for s in SUBSETS}, "verify_f1": None, "kb": None}]
     print(rows[-1], flush=True)
@@ -129,7 +129,6 @@ def write_results(rows: list[dict], size: int, images: list[str]) -> None:
     print("\n".join(lines))
 
 
-
 def splice_readme(table: str, readme: Path = RESULTS.parent.parent / "README.md") -> None:
     """Put the table between README's `<!-- int8_accuracy table -->` markers."""
     start, end = "<!-- int8_accuracy table -->\n", "<!-- end int8_accuracy table -->"
@@ -143,10 +142,9 @@ def _key(row: dict) -> tuple[str, str]:
     return row["model"], row["artefact"].split(" (")[0]
 
 
-def _qat_run(row: dict) -> tuple[str, int] | None:
-    """(model, QAT recipe) of a QAT row: its float model and artefacts come from one training run."""
-    rank = _rank(row)
-    return (row["model"], (rank - 3) // 2) if rank >= 3 else None
+def _qat_run(row: dict) -> tuple[str, bool] | None:
+    """(model, distillation only?) of a QAT row: its float model and artefacts come from one training run."""
+    return (row["model"], "distillation only" in row["artefact"]) if "QAT" in row["artefact"] else None
 
 
 def _rank(row: dict) -> int:
