@@ -15,7 +15,7 @@ from torch import nn
 from featherface_mobile.errors import FeatherfaceError
 from featherface_mobile.processing import prior_boxes
 
-from .common import OUTPUT_NAMES, artefact_metadata, export_copy
+from .common import OUTPUT_NAMES, export_copy
 from .formats import ExportOptions, FormatSpec, register_format
 
 OPSET = 17
@@ -159,7 +159,6 @@ _NO_DEFORMCONV = ("onnxruntime {version} cannot run: it needs onnxruntime >= 1.3
 
 def onnxruntime_runs_deformconv() -> bool:
     """Whether the installed onnxruntime has a DeformConv (opset 19) CPU kernel."""
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper
 

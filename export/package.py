@@ -14,7 +14,6 @@ from featherface_mobile.paths import wider_val_dir
 from featherface_mobile.runtime import load_runner
 
 from .common import sha256
-from .formats import get_format
 
 
 @dataclass

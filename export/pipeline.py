@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from featherface_mobile.checkpoint import load_model
-from featherface_mobile.errors import FeatherfaceError
 from featherface_mobile.io import atomic_path, write_json
 
 from .common import artefact_metadata, sha256

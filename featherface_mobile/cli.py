@@ -1,7 +1,6 @@
 """`featherface` command line: thin click wrappers over the library verbs."""
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import click
@@ -10,19 +9,17 @@ from .errors import FeatherfaceError
 from .quant.float_ops import FLOAT_GROUPS
 
 
-def _one_line_errors(fn):
-    """Turn library errors into a one-line message and exit status 1."""
+class _OneLineErrors(click.Group):
+    """The CLI root: a library error raised by any command, however deeply nested, becomes a one-line
+    message and exit status 1."""
 
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def invoke(self, ctx: click.Context):
         try:
-            return fn(*args, **kwargs)
+            return super().invoke(ctx)
         except FeatherfaceError as e:
             raise click.ClickException(str(e)) from None
         except KeyboardInterrupt:
             raise click.ClickException("interrupted; no partial files were kept") from None
-
-    return wrapper
 
 
 def _csv(value: str | None) -> list[str]:
@@ -35,7 +32,7 @@ def _model_choice():
     return click.Choice(list_models())
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="featherface-mobile")
 def main() -> None:
     """FeatherFace / RetinaFace face detectors from PyTorch checkpoints to phones."""
@@ -61,7 +58,6 @@ def models_cmd() -> None:
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="write detections as JSON")
 @click.option("--save-dir", type=click.Path(path_type=Path), help="save images with faces drawn")
 @click.option("--trust-checkpoint", is_flag=True, help="allow pickled objects in the checkpoint (weights_only=False)")
-@_one_line_errors
 def detect(images, weights, model, size, score, json_out, save_dir, trust_checkpoint) -> None:
     """Detect faces: boxes, scores and 5 landmarks per face."""
     from .detect import detect as run_detect, draw_faces, read_image
@@ -96,7 +92,6 @@ def detect(images, weights, model, size, score, json_out, save_dir, trust_checkp
               help="which part of wider_val_416 (see featherface_mobile/splits.json)")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="write AP and PR curves as JSON")
 @click.option("--plot", type=click.Path(path_type=Path), help="write the PR curves as a PNG")
-@_one_line_errors
 def eval_cmd(weights, model, data, size, split, json_out, plot) -> None:
     """WIDER FACE AP (IoU 0.5) on easy/medium/hard of wider_val_416."""
     from .evaluate import evaluate, plot_pr
@@ -126,7 +121,6 @@ def eval_cmd(weights, model, data, size, split, json_out, plot) -> None:
 @click.option("--model", type=_model_choice(), default="retinaface-mnet025", show_default=True)
 @click.option("--size", type=int, default=320, show_default=True)
 @click.option("--images", type=int, default=3, show_default=True)
-@_one_line_errors
 def golden(out, model, size, images) -> None:
     """Write golden vectors (raw outputs + expected faces) for the app decoders' tests."""
     from .golden import write_golden
@@ -158,7 +152,6 @@ def golden(out, model, size, images) -> None:
 @click.option("--verify-images", type=int, default=8, show_default=True, help="real images used by the verification gate")
 @click.option("--keep-failed", is_flag=True, help="keep artefacts that fail verification")
 @click.option("--trust-checkpoint", is_flag=True, help="allow pickled objects in the checkpoint (weights_only=False)")
-@_one_line_errors
 def export(weights, model, formats, size, int8, fp16, dynamic, with_postprocess, max_faces, native_deform, image_input,
            calib, calib_images, int8_ranges, int8_float, out, verify_images, keep_failed, trust_checkpoint) -> None:
     """Export a checkpoint to ONNX / TFLite / Core ML; every artefact is verified against PyTorch."""
@@ -186,7 +179,6 @@ def export(weights, model, formats, size, int8, fp16, dynamic, with_postprocess,
 @click.option("--images", type=int, default=8, show_default=True)
 @click.option("--image-dir", type=click.Path(path_type=Path), help="real images to verify on (default: shared WIDER eval split)")
 @click.option("--json", "json_out", type=click.Path(path_type=Path))
-@_one_line_errors
 def verify(artefact, weights, images, image_dir, json_out) -> None:
     """Compare an artefact with PyTorch: per-output error and decoded faces (exit 1 on failure)."""
     from .export import verify as run_verify
@@ -205,7 +197,6 @@ def verify(artefact, weights, images, image_dir, json_out) -> None:
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="bundle .zip to write")
 @click.option("--no-eval", is_flag=True, help="skip the WIDER AP of each artefact")
 @click.option("--golden-images", type=int, default=3, show_default=True)
-@_one_line_errors
 def package(artefacts, out, no_eval, golden_images) -> None:
     """Bundle artefacts with manifest.json (metadata, sha256, verify, AP) and golden vectors."""
     from .export.package import package as run_package
@@ -222,7 +213,6 @@ def package(artefacts, out, no_eval, golden_images) -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=Path("demo_out"), show_default=True)
 @click.option("--model", type=_model_choice(), help="a model with trained weights (default: the first found)")
 @click.option("--size", type=int, default=640, show_default=True)
-@_one_line_errors
 def demo(out, model, size) -> None:
     """Detect, export to every format and verify, on the default model."""
     import warnings
@@ -254,7 +244,6 @@ def demo(out, model, size) -> None:
 @click.option("--threads", type=int, help="torch CPU threads")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--restart", is_flag=True, help="ignore an existing last.pt in --out")
-@_one_line_errors
 def train(model, out, teacher, teacher_model, init, data, steps, batch, size, lr, temperature, alpha, eval_every,
           max_minutes, threads, seed, restart) -> None:
     """Train a model on the WIDER train split, optionally distilled from a teacher (resumable)."""
@@ -273,13 +262,10 @@ def train(model, out, teacher, teacher_model, init, data, steps, batch, size, lr
 
 
 def _register_subcommands() -> None:
-    """Commands defined beside their library modules (bench, quantize) join the one CLI here, with the
-    same one-line errors as the others."""
+    """Commands defined beside their library modules (bench, quantize) join the one CLI here."""
     from .bench_cli import bench
     from .quant.cli import quantize
 
-    for cmd in (bench, *quantize.commands.values()):
-        cmd.callback = _one_line_errors(cmd.callback)
     main.add_command(bench)
     main.add_command(quantize)
 

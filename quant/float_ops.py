@@ -62,19 +62,34 @@ register_float_group(FloatGroup(
 ))
 
 
-def _tflite_up_to_stride(stride: int) -> Callable[[bytes], list[str]]:
+def _fine_ops(ops, side: int, stride: int, upstream_only: bool) -> list[str]:
+    """Names of the ops (name, input names, output names, output height; in graph order) whose output is at
+    `stride` or finer; with `upstream_only`, also depending on no op at a coarser stride (the backbone's
+    first stages, not the detection levels that merge coarser features back in)."""
+    coarse: set[str] = set()
+    picked = []
+    for name, inputs, outputs, height in ops:
+        if height * stride >= side and not (upstream_only and coarse.intersection(inputs)):
+            picked.append(name)
+        else:
+            coarse.update(outputs)
+    return picked
+
+
+def _tflite_up_to_stride(stride: int, upstream_only: bool = False) -> Callable[[bytes], list[str]]:
     def nodes(calibrated: bytes) -> list[str]:
         from featherface_mobile.export import tflite_graph
 
         model = tflite_graph.read(calibrated)
         sg = model.subgraphs[0]
         side = sg.tensors[sg.inputs[0]].shape[1]  # NHWC
-        return [sg.tensors[op.outputs[0]].name.decode() for op in sg.operators
-                if _rank4_height(sg.tensors[op.outputs[0]].shape, 1) * stride >= side]
+        ops = [(sg.tensors[op.outputs[0]].name.decode(), {int(i) for i in op.inputs}, {int(o) for o in op.outputs},
+                _rank4_height(sg.tensors[op.outputs[0]].shape, 1)) for op in sg.operators]
+        return _fine_ops(ops, side, stride, upstream_only)
     return nodes
 
 
-def _onnx_up_to_stride(stride: int) -> Callable[[object], set[str]]:
+def _onnx_up_to_stride(stride: int, upstream_only: bool = False) -> Callable[[object], set[str]]:
     def nodes(model) -> set[str]:
         import onnx
 
@@ -82,7 +97,9 @@ def _onnx_up_to_stride(stride: int) -> Callable[[object], set[str]]:
         shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
                   for v in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]}
         side = shapes[model.graph.input[0].name][2]  # NCHW
-        return {n.name for n in model.graph.node if _rank4_height(shapes.get(n.output[0]), 2) * stride >= side}
+        ops = [(n.name, set(n.input), set(n.output), _rank4_height(shapes.get(n.output[0]), 2))
+               for n in model.graph.node]
+        return set(_fine_ops(ops, side, stride, upstream_only))
     return nodes
 
 
@@ -90,9 +107,14 @@ def _rank4_height(shape, axis: int) -> int:
     return int(shape[axis]) if shape is not None and len(shape) == 4 else 0
 
 
-for _stride in (2, 4):
+for _stride in (2, 4, 8):
     register_float_group(FloatGroup(
         f"stride{_stride}", f"every op whose output is at stride {_stride} or finer (the thin high-resolution "
         "layers: most of the INT8 error of MobileNet-0.25 backbones, and much of their INT8 time)",
         tflite_nodes=_tflite_up_to_stride(_stride), onnx_nodes=_onnx_up_to_stride(_stride),
     ))
+register_float_group(FloatGroup(
+    "backbone8", "every op at stride 8 or finer that depends on nothing coarser: the stem and the first stage "
+    "of the backbone, not the stride-8 detection level",
+    tflite_nodes=_tflite_up_to_stride(8, upstream_only=True), onnx_nodes=_onnx_up_to_stride(8, upstream_only=True),
+))

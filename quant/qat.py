@@ -171,10 +171,13 @@ def quantization_aware_training(weights: str | Path | None = None, *, model: str
     from featherface_mobile.paths import wider_val_dir
     from featherface_mobile.splits import split_images
 
-    from .float_ops import get_float_group
+    from featherface_mobile.export import ExportOptions, export, get_format
+    from featherface_mobile.export.formats import check_options, with_options
 
-    for group in int8_float:  # a bad group name fails now, not after training
-        get_float_group(group)
+    export_size = export_size or size
+    options = ExportOptions(size=export_size, int8=True, int8_float=tuple(int8_float))
+    for fmt in formats:  # an option the format refuses fails now, not after training
+        check_options(get_format(fmt), options)
     data = Path(data) if data else wider_val_dir()
     if data is None:
         raise FeatherfaceError("no labelled data: pass --data pointing at wider_val_416 (images/ + gt.json)")
@@ -200,14 +203,11 @@ def quantization_aware_training(weights: str | Path | None = None, *, model: str
     learned.save(rpath)
     log(f"learned ranges: {rpath} ({len(learned.ranges)} activation tensors at {size}x{size})")
     result = QATResult(wpath, qlog, rpath)
-    export_size = export_size or size
     if formats:
-        from featherface_mobile.export import ExportOptions, export
-
         if export_size != size:
             log(f"export at {export_size}, not the QAT size {size}: INT8 ranges are calibrated, not the learned ones")
-        options = ExportOptions(size=export_size, int8=True, int8_ranges=rpath if export_size == size else None,
-                                int8_float=tuple(int8_float))
+        else:
+            options = with_options(options, int8_ranges=rpath)
         res = export(wpath, model=net.model_name, formats=list(formats), options=options, out=out, keep_failed=True,
                      log=log)
         result.artefacts = res.artefacts + res.failed

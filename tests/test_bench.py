@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from featherface_mobile.bench import BenchResult, benchmark, blazeface_anchors, count_macs, plot_results, write_json
-from featherface_mobile.bench_cli import bench
+from featherface_mobile.cli import main
 
 TIMES = ("load_ms", "first_ms", "median_ms", "p90_ms", "min_ms", "fps", "peak_rss_mb")
 
@@ -54,7 +54,7 @@ def test_bench_writes_json_and_plot(rows, tmp_path):
 
 
 def test_bench_cli_json_plot_and_profile(onnx_320, tmp_path):
-    res = CliRunner().invoke(bench, [str(onnx_320), "--threads", "1", "--warmup", "0", "--runs", "2", "--no-progress",
+    res = CliRunner().invoke(main, ["bench", str(onnx_320), "--threads", "1", "--warmup", "0", "--runs", "2", "--no-progress",
                                      "--json", str(tmp_path / "b.json"), "--plot", str(tmp_path / "b.png"), "--profile"])
     assert res.exit_code == 0, res.output
     assert "onnxruntime profile" in res.output and "Conv" in res.output
@@ -64,7 +64,7 @@ def test_bench_cli_json_plot_and_profile(onnx_320, tmp_path):
 
 
 def test_bench_rejects_a_missing_artefact(tmp_path):
-    res = CliRunner().invoke(bench, [str(tmp_path / "nope.onnx")])
+    res = CliRunner().invoke(main, ["bench", str(tmp_path / "nope.onnx")])
     assert res.exit_code == 1 and "artefact not found" in res.output
 
 
@@ -95,7 +95,7 @@ def test_mac_counter_counts_the_deformable_sampling():
 def test_bench_refuses_coreml_without_a_runtime(tmp_path):
     pkg = tmp_path / "model.mlpackage"
     pkg.mkdir()
-    res = CliRunner().invoke(bench, [str(pkg)])
+    res = CliRunner().invoke(main, ["bench", str(pkg)])
     assert res.exit_code == 1 and "no Core ML runtime on Linux" in res.output
 
 

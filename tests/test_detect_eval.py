@@ -10,7 +10,7 @@ import pytest
 
 from featherface_mobile.detect import detect, read_image
 from featherface_mobile.evaluate import average_precision, evaluate, iou_matrix
-from featherface_mobile.processing import Letterbox, letterbox, nms, prior_boxes
+from featherface_mobile.processing import letterbox, nms, prior_boxes
 from featherface_mobile.runtime import load_runner
 
 

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from featherface_mobile.bench import BenchResult
-from featherface_mobile.bench_cli import bench
+from featherface_mobile.cli import main
 from featherface_mobile.device_bench import (DEVICE_MODEL_DIR, REPORT_FORMAT, AdbDevice, format_comparison, parse_devices,
                                              parse_report, read_bundle, select_device)
 from featherface_mobile.errors import FeatherfaceError
@@ -130,7 +130,7 @@ def test_bench_device_without_adb_says_how_to_install_it(bundle, tmp_path, monke
     empty = tmp_path / "empty_path"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-    res = CliRunner().invoke(bench, ["--device", "android", str(bundle), "--no-progress"])
+    res = CliRunner().invoke(main, ["bench", "--device", "android", str(bundle), "--no-progress"])
     assert res.exit_code != 0
     assert _one_line_error(res.output) == "Error: adb not found: apt-get install -y adb"
 
@@ -155,6 +155,6 @@ def test_bench_device_with_no_phone_says_none_is_attached(adb_server, bundle):
     if devices:
         pytest.skip(f"a device is attached here ({devices[0].serial}); this test needs none")
     assert listed.stdout.strip().endswith("List of devices attached")  # the real `adb devices` answer
-    res = CliRunner().invoke(bench, ["--device", "android", str(bundle), "--no-progress"])
+    res = CliRunner().invoke(main, ["bench", "--device", "android", str(bundle), "--no-progress"])
     assert res.exit_code != 0
     assert "no Android device attached" in _one_line_error(res.output)

@@ -303,6 +303,24 @@ def test_v2_ultra_int8_runs_on_xnnpack(tmp_path):
     assert TFLiteRunner(art.path, threads=1).delegate == "xnnpack"
 
 
+def test_backbone8_keeps_the_backbone_to_stride_8_but_not_the_stride_8_detection_level(tmp_path, retinaface_weights):
+    """`stride8` is every op at stride <= 8, so it takes the stride-8 FPN merge, SSH and heads too;
+    `backbone8` only what depends on nothing coarser: on RetinaFace the stem conv, stage1's 5 depthwise
+    blocks and the FPN lateral conv of stage1 (12 convs), a superset of `stride4`."""
+    import onnx
+
+    from featherface_mobile.quant.float_ops import get_float_group
+
+    res = export(retinaface_weights, formats=["onnx"], options=ExportOptions(size=SIZE), out=tmp_path, verify_images=1,
+                 log=lambda *_: None)
+    model = onnx.load(str(res.artefacts[0].path))
+    convs = {n.name for n in model.graph.node if n.op_type == "Conv"}
+    picked = {g: get_float_group(g).onnx_nodes(model) & convs for g in ("stride4", "backbone8", "stride8")}
+    assert len(picked["backbone8"]) == 12 and picked["stride4"] < picked["backbone8"] < picked["stride8"], picked
+    assert all("stage1" in n or "output1" in n for n in picked["backbone8"]), picked["backbone8"]
+    assert any("ssh1" in n for n in picked["stride8"] - picked["backbone8"]), picked["stride8"]
+
+
 def test_int8_float_groups_keep_their_ops_float_in_tflite_and_onnx(tmp_path, retinaface_weights):
     """`--int8-float heads --int8-float stride2`: the 9 head convs (3 levels x scores/boxes/landmarks)
     with the ops after them, and the 3 convs at stride 2 (stem conv, first depthwise + pointwise) run

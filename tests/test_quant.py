@@ -71,11 +71,11 @@ def test_int8_export_is_full_integer_with_float_io(int8_tflite):
 
 
 def test_report_command_ranks_layers_worst_first(int8_tflite, retinaface_weights, tmp_path):
-    from featherface_mobile.quant.cli import quantize
+    from featherface_mobile.cli import main
 
     plot, js = tmp_path / "r.png", tmp_path / "r.json"
-    res = CliRunner().invoke(quantize, ["report", str(int8_tflite), "--weights", str(retinaface_weights),
-                                        "--images", "2", "--plot", str(plot), "--json", str(js)])
+    res = CliRunner().invoke(main, ["quantize", "report", str(int8_tflite), "--weights", str(retinaface_weights),
+                                    "--images", "2", "--plot", str(plot), "--json", str(js)])
     assert res.exit_code == 0, res.output
     assert "worst own SQNR first" in res.output and plot.stat().st_size > 1000
     import json
@@ -224,15 +224,18 @@ def test_qat_artefacts_carry_the_learned_ranges_and_run_in_litert(retinaface_wei
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["qat", "--int8-float", "tails"], "unknown --int8-float group 'tails'; choose from: heads, stride2, stride4"),
-    (["report", "{weights}"], "the INT8 report reads .tflite artefacts; export with --format tflite --int8"),
+    (["qat", "--int8-float", "tails", "--out", "{out}"],
+     "unknown --int8-float group 'tails'; choose from: heads, stride2, stride4, stride8, backbone8"),
+    (["qat", "--format", "coreml", "--int8-float", "stride4", "--out", "{out}"],
+     "--int8-float not supported for format coreml"),
+    (["report", "{weights}", "--json", "{out}"],
+     "the INT8 report reads .tflite artefacts; export with --format tflite --int8"),
 ])
 def test_quantize_commands_fail_in_one_line_before_any_work(args, needle, tmp_path, retinaface_weights):
-    """Bad input to `featherface quantize` (a QAT float group is checked before training starts)."""
-    args = [a.format(weights=retinaface_weights) for a in args]
+    """Bad input to `featherface quantize` (QAT export options are checked before training starts)."""
+    args = [a.format(weights=retinaface_weights, out=tmp_path / "out") for a in args]
     proc = subprocess.run([sys.executable, "-m", "featherface_mobile.cli", "quantize", *args, "--weights",
-                           str(retinaface_weights), "--out" if args[0] == "qat" else "--json", str(tmp_path / "out")],
-                          capture_output=True, text=True)
+                           str(retinaface_weights)], capture_output=True, text=True)
     assert proc.returncode != 0
     assert len(proc.stderr.strip().splitlines()) == 1 and needle in proc.stderr, proc.stderr
     assert not (tmp_path / "out").exists()
