@@ -35,7 +35,8 @@ from featherface_mobile.checkpoint import load_model
 from featherface_mobile.evaluate import evaluate
 from featherface_mobile.export import ExportOptions, verify
 from featherface_mobile.io import atomic_path, write_json
-from featherface_mobile.paths import wider_val_dir
+from featherface_mobile.errors import run_script
+from featherface_mobile.paths import require_wider_val
 from featherface_mobile.runtime import load_runner
 from featherface_mobile.splits import split_images
 
@@ -354,9 +355,7 @@ def main() -> None:
         merge(a.inputs)
         return
     torch.set_num_threads(a.threads)
-    a.data = wider_val_dir()
-    if a.data is None:
-        raise SystemExit("the shared WIDER images are absent: set FEATHERFACE_SHARED")
+    a.data = require_wider_val()
     a.models = [x for x in a.models.split(",") if x]
     a.precisions = [x for x in a.precisions.split(",") if x]
     record = {"command": "python benchmarks/converter_compare.py " + " ".join(sys.argv[1:]), "size": a.size,
@@ -371,4 +370,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -17,16 +17,15 @@ import numpy as np
 
 from featherface_mobile.detect import detect, read_image
 from featherface_mobile.evaluate import EVAL_THRESHOLDS, iou_matrix, load_ground_truth
-from featherface_mobile.paths import wider_val_dir
+from featherface_mobile.errors import run_script
+from featherface_mobile.paths import require_wider_val
 from featherface_mobile.runtime import load_runner
 from featherface_mobile.splits import split_images
 
 
 def face_matches(paths: list[Path], subset: str, size: int) -> list[dict]:
     """One row per face of `subset`: image, index, width, and (score, IoU) of each model's best match."""
-    data = wider_val_dir()
-    if data is None:
-        raise SystemExit("the shared folder is absent: set FEATHERFACE_SHARED")
+    data = require_wider_val()
     gts = load_ground_truth(data)
     runners = [load_runner(p) for p in paths]
     rows = []
@@ -63,4 +62,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

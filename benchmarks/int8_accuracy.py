@@ -27,7 +27,8 @@ from pathlib import Path
 from featherface_mobile.evaluate import evaluate
 from featherface_mobile.export import ExportOptions
 from featherface_mobile.models import get_spec
-from featherface_mobile.paths import resolve_weights_ref, wider_val_dir
+from featherface_mobile.errors import run_script
+from featherface_mobile.paths import require_wider_val, resolve_weights_ref
 from featherface_mobile.runtime import load_runner
 from featherface_mobile.splits import split_images
 
@@ -171,9 +172,7 @@ def main() -> None:
                     "(e.g. heads,stride2,stride4+heads)")
     ap.add_argument("--work", type=Path, default=Path("runs/bench/exports"))
     a = ap.parse_args()
-    data = wider_val_dir()
-    if data is None:
-        raise SystemExit("the shared folder is absent: set FEATHERFACE_SHARED")
+    data = require_wider_val()
     images = split_images("eval", data)
     formats = [f for f in a.formats.split(",") if f]
     variants = [tuple(v.split("+")) for v in a.float_groups.split(",") if v]
@@ -200,5 +199,7 @@ def main() -> None:
             rows += qat_rows(weights, name, base, data, images, formats, variants, a)
         print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
         write_results(rows, a.size, images)  # after each model: a failure later keeps what is done
+
+
 if __name__ == "__main__":
-    main()
+    run_script(main)

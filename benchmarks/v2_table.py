@@ -24,7 +24,8 @@ from int8_accuracy import RESULTS, SUBSETS, ap_of, int8_artefact  # noqa: E402
 
 from featherface_mobile.checkpoint import load_model  # noqa: E402
 from featherface_mobile.models import get_spec  # noqa: E402
-from featherface_mobile.paths import resolve_weights_ref, wider_val_dir  # noqa: E402
+from featherface_mobile.errors import FeatherfaceError, run_script  # noqa: E402
+from featherface_mobile.paths import require_wider_val, resolve_weights_ref  # noqa: E402
 from featherface_mobile.splits import split_images  # noqa: E402
 
 MODELS = ("featherface-v2", "featherface-v2-ultra", "featherface-v1", "retinaface-mnet025")
@@ -35,7 +36,7 @@ ROLE = {"featherface-v2": "student", "featherface-v2-ultra": "student", "feather
 def weights_of(name: str, overrides: dict[str, Path | None]) -> Path:
     path = overrides.get(name) or resolve_weights_ref(get_spec(name).default_weights or "")
     if path is None:
-        raise SystemExit(f"no weights for {name}: pass them on the command line or set FEATHERFACE_SHARED")
+        raise FeatherfaceError(f"no weights for {name}: pass them on the command line or set FEATHERFACE_SHARED")
     return Path(path)
 
 
@@ -79,9 +80,7 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, help="training run folders (each with last.pt) to plot")
     ap.add_argument("--no-int8", action="store_true", help="float rows only")
     a = ap.parse_args()
-    data = wider_val_dir()
-    if data is None:
-        raise SystemExit("the shared folder is absent: set FEATHERFACE_SHARED")
+    data = require_wider_val()
     images = split_images("eval", data)
     overrides = {"featherface-v2": a.v2, "featherface-v2-ultra": a.v2_ultra}
     rows = []
@@ -121,4 +120,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -28,3 +28,13 @@ def require(module: str, extra: str):
             return importlib.import_module(module)
     except ImportError:
         raise MissingDependency(module, extra) from None
+
+
+def run_script(main) -> None:
+    """Run a script's `main()` (benchmarks/) with the CLI's contract: a FeatherfaceError is one line, exit 1."""
+    import sys
+
+    try:
+        main()
+    except FeatherfaceError as err:
+        sys.exit(f"error: {err}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import FeatherfaceError
+
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_WEIGHTS = Path(__file__).resolve().parent / "weights"
 
@@ -22,6 +24,15 @@ def wider_val_dir() -> Path | None:
     s = shared_dir()
     d = s / "data" / "wider_val_416" if s else None
     return d if d and d.is_dir() else None
+
+
+def require_wider_val() -> Path:
+    """wider_val_dir(), or a one-line error saying how to point at the shared folder."""
+    d = wider_val_dir()
+    if d is None:
+        raise FeatherfaceError("the shared WIDER images (data/wider_val_416) are absent: "
+                               "set FEATHERFACE_SHARED to the shared folder")
+    return d
 
 
 def resolve_weights_ref(ref: str) -> Path | None:
