@@ -5,12 +5,13 @@ model, its post-training INT8 artefacts (TFLite full-integer, ONNX QDQ; calibrat
 split) and, with --qat-steps N, the INT8 artefacts of `featherface quantize qat` (N steps on the
 train split, learned ranges carried into each artefact; --qat-distill-only: distillation from the
 float model alone) and, with --float-groups G, calibrated (and QAT) INT8 artefacts with those op
-groups kept float, one row per variant (`featherface export --int8 --int8-float G`), each
-evaluated with
-`featherface_mobile.evaluate.evaluate` on the eval split of wider_val_416 (never used for
+groups kept float, one row per variant (`featherface export --int8 --int8-float G`; with
+--qat-float-in-training, one QAT run per variant that keeps those ops float in training too), each
+evaluated with `featherface_mobile.evaluate.evaluate` on the eval split of wider_val_416 (never used for
 calibration or QAT) at the export size; AP deltas in points (x100) against the float model.
 
-Usage: python benchmarks/int8_accuracy.py [--size 640] [--formats tflite,onnx] [--qat-steps 300 [--qat-distill-only]] [--float-groups heads,stride2]
+Usage: python benchmarks/int8_accuracy.py [--size 640] [--formats tflite,onnx] [--qat-steps 300 [--qat-distill-only] [--qat-float-in-training]]
+       [--float-groups heads,stride2]
        [--models retinaface-mnet025,featherface-v1,featherface-v2] [--work runs/bench/exports]
 (artefacts already in --work, with their .verify.json, are reused)
 Writes benchmarks/results/int8_accuracy.{md,json} and the table in README.md (between its markers).
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 import warnings
@@ -34,6 +36,7 @@ from featherface_mobile.splits import split_images
 
 MODELS = "retinaface-mnet025,featherface-v1,featherface-v2"
 RESULTS = Path(__file__).resolve().parent / "results"
+TRAIN_FLOAT = "float in training"
 SUBSETS = ("easy", "medium", "hard")
 
 
@@ -58,28 +61,31 @@ def delta_row(model: str, label: str, path: Path, report: dict, base: dict, data
 
 
 def qat_rows(weights: Path, name: str, base: dict, data: Path, images: list[str], formats: list[str],
-             variants: list[tuple[str, ...]], a: argparse.Namespace) -> list[dict]:
+             variants: list[tuple[str, ...]], a: argparse.Namespace, train_float: tuple[str, ...] = ()) -> list[dict]:
     """`featherface quantize qat` rows: the float model of the QAT weights, then its INT8 artefacts with the
-    learned ranges (full integer, then each float-group variant), each verified against the original model."""
+    learned ranges (full integer, then each float-group variant), each verified against the original model.
+    With `train_float`: QAT keeps those op groups float in training as its artefacts do (`quantize qat
+    --int8-float`), and its artefacts are that variant alone."""
     from featherface_mobile.checkpoint import load_model
     from featherface_mobile.export.pipeline import export_or_reuse
     from featherface_mobile.export.verify import verify
     from featherface_mobile.quant.qat import quantization_aware_training
 
     distilled = ", distillation only" if a.qat_distill_only else ""
+    distilled += f", {'+'.join(train_float)} {TRAIN_FLOAT}" if train_float else ""
     how = f"QAT {a.qat_steps} steps{distilled}"
-    out = a.work / ("qat-distill" if a.qat_distill_only else "qat") / name
+    out = a.work / (("qat-distill" if a.qat_distill_only else "qat") + "".join(f"-{g}" for g in train_float)) / name
     res = quantization_aware_training(weights, model=name, data=data, steps=a.qat_steps, size=a.size, lr=a.qat_lr,
                                       labels=not a.qat_distill_only, out=out, formats=tuple(formats),
-                                      log=lambda *_: None)
+                                      int8_float=train_float, log=lambda *_: None)
     tuned = ap_of(res.weights, data, a.size, images, model=name)  # the QAT float weights: what fine-tuning alone did
     rows = [{"model": name, "artefact": f"PyTorch float32 of the QAT weights{distilled} ({a.qat_steps} steps)", "ap": tuned,
              "delta_points": {s: round(100 * (tuned[s] - base[s]), 2) for s in SUBSETS}, "verify_f1": None, "kb": None}]
     print(rows[-1], flush=True)
     original = load_model(weights, name)
-    arts = [(art.path, ref, ()) for art, ref in zip(res.artefacts, res.reference_verify)]
+    arts = [(art.path, ref, train_float) for art, ref in zip(res.artefacts, res.reference_verify)]
     for fmt in formats:
-        for groups in variants:
+        for groups in [] if train_float else variants:
             opts = ExportOptions(size=a.size, int8=True, int8_ranges=res.ranges, int8_float=groups)
             path, _ = export_or_reuse(res.weights, name, fmt, opts, out)
             arts.append((path, verify(path, reference_model=original), groups))
@@ -143,16 +149,21 @@ def _key(row: dict) -> tuple[str, str]:
     return row["model"], row["artefact"].split(" (")[0]
 
 
-def _qat_run(row: dict) -> tuple[str, bool] | None:
-    """(model, distillation only?) of a QAT row: its float model and artefacts come from one training run."""
-    return (row["model"], "distillation only" in row["artefact"]) if "QAT" in row["artefact"] else None
+def _qat_run(row: dict) -> tuple[str, bool, str] | None:
+    """(model, distillation only?, groups float in training) of a QAT row: its float model and artefacts
+    come from one training run."""
+    label = row["artefact"]
+    if "QAT" not in label:
+        return None
+    trained_float = re.search(rf", (\S+) {TRAIN_FLOAT}", label)
+    return row["model"], "distillation only" in label, trained_float.group(1) if trained_float else ""
 
 
 def _rank(row: dict) -> int:
     """Table order within a model: float, calibrated, calibrated with float groups, then per QAT recipe
     (labels + distillation, distillation only) its float model and its artefacts."""
     label = row["artefact"]
-    recipe = 2 if "distillation only" in label else 0
+    recipe = (2 if "distillation only" in label else 0) + (4 if TRAIN_FLOAT in label else 0)
     return (0 if label == "PyTorch float32" else 3 + recipe if label.startswith("PyTorch") else 4 + recipe
             if "QAT" in label else 2 if " float" in label else 1)
 
@@ -167,6 +178,9 @@ def main() -> None:
     ap.add_argument("--qat-lr", type=float, default=2e-5)
     ap.add_argument("--qat-distill-only", action="store_true",
                     help="QAT on distillation from the float model alone (no multibox loss on the labels)")
+    ap.add_argument("--qat-float-in-training", action="store_true",
+                    help="one QAT run per --float-groups variant, with those ops float in training too "
+                    "(`quantize qat --int8-float`), instead of one QAT run exported with every variant")
     ap.add_argument("--float-groups", default="", help="also export and evaluate calibrated INT8 with op groups kept "
                     "float: comma-separated variants, each a quant.float_ops group or groups joined by + "
                     "(e.g. heads,stride2,stride4+heads)")
@@ -195,7 +209,10 @@ def main() -> None:
                 rows.append(delta_row(name, f"{fmt} INT8, calibrated, {'+'.join(groups)} float", path, report, base,
                                       data, a.size, images))
                 print(rows[-1], flush=True)
-        if a.qat_steps:
+        if a.qat_steps and a.qat_float_in_training:
+            for groups in variants:
+                rows += qat_rows(weights, name, base, data, images, formats, [], a, train_float=groups)
+        elif a.qat_steps:
             rows += qat_rows(weights, name, base, data, images, formats, variants, a)
         print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
         write_results(rows, a.size, images)  # after each model: a failure later keeps what is done

@@ -54,7 +54,8 @@ def report_cmd(artefact: Path, weights: Path | None, images: int, image_dir: Pat
 @click.option("--export-size", default=None, type=int,
               help="INT8 export size (default: --size; learned ranges are carried only into exports at --size)")
 @click.option("--int8-float", "int8_float", multiple=True, metavar="GROUP",
-              help="op group kept float32 in the INT8 exports, as `featherface export --int8-float` (repeatable)")
+              help="op group kept float32 in training (no fake quantization) and in the INT8 exports, as "
+                   "`featherface export --int8-float` (repeatable)")
 def qat_cmd(weights, model, data, epochs, steps, size, lr, distill, labels, out, formats, export_size,
             int8_float) -> None:
     """Quantization-aware training (PT2E), then INT8 export of the trained weights."""

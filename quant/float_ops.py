@@ -2,7 +2,8 @@
 
 Each group knows how to find its ops in both INT8 routes: in the calibrated TFLite model (names
 given to the quantizer's denylist; LiteRT then runs them in float between DEQUANTIZE/QUANTIZE) and
-in the float ONNX model (names given to onnxruntime's `nodes_to_exclude`). Whether a group buys
+in the float ONNX model (names given to onnxruntime's `nodes_to_exclude`), and in the PT2E graph
+that QAT trains (nodes left without fake quantization, so QAT simulates the export it feeds). Whether a group buys
 accuracy is measured by `benchmarks/int8_accuracy.py --float-groups`, not assumed.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ class FloatGroup:
     help: str
     tflite_nodes: Callable[[bytes], list[str]]  # calibrated .tflite bytes -> op names (their output tensors)
     onnx_nodes: Callable[[object], set[str]]  # float onnx.ModelProto -> node names
+    torch_nodes: Callable[[object], set[str]]  # exported torch.fx.GraphModule (node meta "val") -> node names
 
 
 FLOAT_GROUPS: dict[str, FloatGroup] = {}
@@ -44,6 +46,10 @@ def onnx_float_nodes(model, groups: Iterable[str]) -> set[str]:
     return {n for g in groups for n in get_float_group(g).onnx_nodes(model)}
 
 
+def torch_float_nodes(graph_module, groups: Iterable[str]) -> set[str]:
+    return {n for g in groups for n in get_float_group(g).torch_nodes(graph_module)}
+
+
 def _tflite_heads(calibrated: bytes) -> list[str]:
     from .ranges import head_nodes
 
@@ -56,9 +62,29 @@ def _onnx_heads(model) -> set[str]:
     return head_nodes(model)
 
 
+def _fx_ops(graph_module):
+    """(name, input names, output names, output height; in graph order) of the compute nodes, and the input side."""
+    nodes = [n for n in graph_module.graph.nodes if n.op == "call_function"]
+    side = next(n for n in graph_module.graph.nodes if n.op == "placeholder").meta["val"].shape[2]  # NCHW
+    ops = [(n.name, {a.name for a in n.all_input_nodes}, {n.name},
+            _rank4_height(getattr(n.meta.get("val"), "shape", None), 2)) for n in nodes]
+    return ops, side
+
+
+def _torch_heads(graph_module) -> set[str]:
+    """The nodes of the head modules (ClassHead, BboxHead, LandmarkHead) and every node downstream of them."""
+    picked: set[str] = set()
+    for n in graph_module.graph.nodes:
+        stack = [path for path, _ in n.meta.get("nn_module_stack", {}).values()]
+        if n.op == "call_function" and (any(p.split(".")[0].endswith("Head") for p in stack)
+                                        or picked.intersection(a.name for a in n.all_input_nodes)):
+            picked.add(n.name)
+    return picked
+
+
 register_float_group(FloatGroup(
     "heads", "the head convs (scores, boxes, landmarks) and every op after them",
-    tflite_nodes=_tflite_heads, onnx_nodes=_onnx_heads,
+    tflite_nodes=_tflite_heads, onnx_nodes=_onnx_heads, torch_nodes=_torch_heads,
 ))
 
 
@@ -103,6 +129,13 @@ def _onnx_up_to_stride(stride: int, upstream_only: bool = False) -> Callable[[ob
     return nodes
 
 
+def _torch_up_to_stride(stride: int, upstream_only: bool = False) -> Callable[[object], set[str]]:
+    def nodes(graph_module) -> set[str]:
+        ops, side = _fx_ops(graph_module)
+        return set(_fine_ops(ops, side, stride, upstream_only))
+    return nodes
+
+
 def _rank4_height(shape, axis: int) -> int:
     return int(shape[axis]) if shape is not None and len(shape) == 4 else 0
 
@@ -112,9 +145,11 @@ for _stride in (2, 4, 8):
         f"stride{_stride}", f"every op whose output is at stride {_stride} or finer (the thin high-resolution "
         "layers: most of the INT8 error of MobileNet-0.25 backbones, and much of their INT8 time)",
         tflite_nodes=_tflite_up_to_stride(_stride), onnx_nodes=_onnx_up_to_stride(_stride),
+        torch_nodes=_torch_up_to_stride(_stride),
     ))
 register_float_group(FloatGroup(
     "backbone8", "every op at stride 8 or finer that depends on nothing coarser: the stem and the first stage "
     "of the backbone, not the stride-8 detection level",
     tflite_nodes=_tflite_up_to_stride(8, upstream_only=True), onnx_nodes=_onnx_up_to_stride(8, upstream_only=True),
+    torch_nodes=_torch_up_to_stride(8, upstream_only=True),
 ))

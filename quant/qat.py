@@ -29,13 +29,36 @@ from .distill import distillation_loss, multibox_loss  # noqa: F401  (re-exporte
 from .equalize import fold_batchnorm
 
 
-def _quantizer():
+def _quantizer(float_groups: tuple[str, ...] = ()):
+    """XNNPACK's INT8 quantizer; the nodes of `float_groups` (quant/float_ops.py) stay unannotated, so
+    QAT trains them in float as the export with `--int8-float` runs them."""
     try:  # executorch's XNNPACK quantizer, when installed
         from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
             XNNPACKQuantizer, get_symmetric_quantization_config)
     except ImportError:  # the same quantizer as shipped in torchao's testing package
         from torchao.testing.pt2e._xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
-    return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=True))
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=True))
+    return _KeepFloat(quantizer, float_groups) if float_groups else quantizer
+
+
+class _KeepFloat:
+    """A PT2E quantizer that annotates as `inner` does, then drops the annotations of the float groups' nodes."""
+
+    def __init__(self, inner, groups: tuple[str, ...]) -> None:
+        self.inner, self.groups = inner, groups
+
+    def annotate(self, model):
+        from .float_ops import torch_float_nodes
+
+        model = self.inner.annotate(model)
+        keep = torch_float_nodes(model, self.groups)
+        for n in model.graph.nodes:
+            if n.name in keep:
+                n.meta.pop("quantization_annotation", None)
+        return model
+
+    def __getattr__(self, name: str):  # transform_for_annotation, validate, callbacks: as `inner`
+        return getattr(self.inner, name)
 
 
 def float_start(model: nn.Module, calibration: list[torch.Tensor] | None = None) -> nn.Module:
@@ -46,8 +69,9 @@ def float_start(model: nn.Module, calibration: list[torch.Tensor] | None = None)
     return int8_friendly(model, calibration or [])  # carries config, model_name, weights_path
 
 
-def prepare_qat(model: nn.Module, example: torch.Tensor) -> torch.fx.GraphModule:
-    """A PT2E graph of `model` (BN folded, if not already) with per-channel INT8 fake quantization."""
+def prepare_qat(model: nn.Module, example: torch.Tensor, float_groups: tuple[str, ...] = ()) -> torch.fx.GraphModule:
+    """A PT2E graph of `model` (BN folded, if not already) with per-channel INT8 fake quantization, except
+    on the ops of `float_groups`."""
     try:
         from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
     except ImportError:
@@ -56,7 +80,7 @@ def prepare_qat(model: nn.Module, example: torch.Tensor) -> torch.fx.GraphModule
 
     folded = set_portable_deform(fold_batchnorm(model), False)
     graph = torch.export.export(folded, (example,), strict=False).module()
-    return prepare_qat_pt2e(graph, _quantizer())
+    return prepare_qat_pt2e(graph, _quantizer(tuple(float_groups)))
 
 
 def qat_weights(qat_model: nn.Module, model: nn.Module) -> nn.Module:
@@ -165,7 +189,7 @@ def quantization_aware_training(weights: str | Path | None = None, *, model: str
                                 log=print) -> QATResult:
     """QAT on the train split, save the trained weights and learned ranges, and export INT8 artefacts
     from them with those ranges (at `export_size`, default `size`; at another size they are calibrated),
-    with the op groups `int8_float` (quant/float_ops.py) kept float."""
+    with the op groups `int8_float` (quant/float_ops.py) kept float, in training as in the exports."""
     from .learned import collect
     from featherface_mobile.checkpoint import load_model
     from featherface_mobile.paths import wider_val_dir
@@ -184,7 +208,7 @@ def quantization_aware_training(weights: str | Path | None = None, *, model: str
     net = load_model(weights, model)
     samples = labelled_samples(data, split_images("train", data), size, net.config.mean_bgr)
     start = float_start(net, [s.batch for s in samples[:32]])
-    qat_model = prepare_qat(start, samples[0].batch)
+    qat_model = prepare_qat(start, samples[0].batch, tuple(int8_float))
     teacher = start
     log(f"QAT {net.model_name}: {len(samples)} train images at {size}px, {steps or epochs * len(samples)} steps")
     qlog = train_qat(qat_model, teacher, samples, epochs=epochs, steps=steps, lr=lr, distill=distill, labels=labels,

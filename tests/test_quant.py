@@ -189,6 +189,30 @@ def test_a_few_qat_steps_lower_the_loss(retinaface_weights, wider):
         assert float((fresh(b)[0] - tuned(b)[0]).abs().max()) < 1e-3
 
 
+def test_qat_keeps_the_float_groups_float_in_training(retinaface_weights):
+    """`quantize qat --int8-float G` trains what the export runs: the convs of G get no fake quantization
+    (on RetinaFace, backbone8's 12 convs of stage1 and its FPN lateral conv; heads' 9 head convs), every
+    other conv does."""
+    pytest.importorskip("torchao")
+    from featherface_mobile.quant import qat
+
+    net = load_model(retinaface_weights)
+    x = _batches(net, 1, 320)[0]
+    start = qat.float_start(net, [x])
+
+    def float_convs(groups: tuple[str, ...]) -> tuple[list[str], int]:
+        graph = qat.prepare_qat(start, x, groups).graph
+        convs = [n for n in graph.nodes if n.op == "call_function" and "conv2d" in str(n.target)]
+        plain = [list(n.meta["nn_module_stack"].values())[-1][0] for n in convs if n.args[1].op != "call_module"]
+        return plain, len(convs)
+
+    assert float_convs(()) == ([], 56)
+    backbone8, _ = float_convs(("backbone8",))
+    assert len(backbone8) == 12 and all(p.startswith(("body.stage1", "fpn.output1")) for p in backbone8), backbone8
+    heads, _ = float_convs(("heads",))
+    assert len(heads) == 9 and all(p.split(".")[0].endswith("Head") for p in heads), heads
+
+
 def test_qat_artefacts_carry_the_learned_ranges_and_run_in_litert(retinaface_weights, wider, tmp_path):
     """`quantize qat` end to end: a few steps on real images, then INT8 TFLite and ONNX QDQ (the
     stride-2 ops kept float, `--int8-float stride2`) whose activation ranges are the QAT graph's; the
