@@ -167,13 +167,13 @@ def tflite_report(artefact: str | Path, weights: str | Path | None = None, *, im
     from ai_edge_litert.interpreter import OpResolverType
 
     twin, alias = float_twin(data)
-    # Without delegates, so every intermediate tensor stays readable.
+    # Without delegates, so every intermediate tensor stays readable. Every tensor then has its own
+    # memory (V1's deformable sampling at 640: ~10 GB for the float twin), so the two interpreters never
+    # coexist: the INT8 one runs on every image first and keeps only its INT8 tensors.
     plain = dict(experimental_preserve_all_tensors=True, num_threads=2,
                  experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     q = Interpreter(model_content=data, **plain)
-    f = Interpreter(model_content=twin, **plain)
     q.allocate_tensors()
-    f.allocate_tensors()
     details = {d["index"]: d for d in q.get_tensor_details()}
     if not any(d["dtype"] == np.int8 for d in details.values()):
         raise FeatherfaceError(f"{artefact.name} has no INT8 tensors; the report is for INT8 artefacts (export with --int8)")
@@ -181,20 +181,31 @@ def tflite_report(artefact: str | Path, weights: str | Path | None = None, *, im
     candidates = [i for i, d in details.items() if d["dtype"] == np.int8 and i in producers]
     net = load_model(weights, meta.get("model")) if (weights or meta.get("model")) else None
     size = int(q.get_input_details()[0]["shape"][1])
-    batches = model_inputs(sample_images(images, image_dir, split=split), size, (net.config.mean_bgr if net else meta["mean"]))
+    batches = [np.ascontiguousarray(b.transpose(0, 2, 3, 1)) for b in model_inputs(
+        sample_images(images, image_dir, split=split), size, (net.config.mean_bgr if net else meta["mean"]))]
+    runner = TFLiteRunner.__new__(TFLiteRunner)  # reuse the output matching/dequantization of the runner
+
+    def run(interpreter, x: np.ndarray) -> list[np.ndarray]:
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+        interpreter.invoke()
+        runner.interpreter = interpreter
+        return [interpreter.get_tensor(o["index"]).astype(np.float32) for o in TFLiteRunner._match_outputs(runner)]
+
+    out_q, int8_values = [], []
+    for x in batches:
+        out_q.append(run(q, x))
+        int8_values.append({i: q.get_tensor(i).copy() for i in candidates})
+    del q, runner.interpreter
+    f = Interpreter(model_content=twin, **plain)
+    f.allocate_tensors()
     acc: dict[int, list[float]] = {i: [0.0, 0.0, 0.0, 0.0] for i in candidates}  # ref@ref, noise@noise, ref@got, got@got
     own: dict[int, list[np.ndarray]] = {}  # per-channel signal and noise power of the tensor's own rounding
-    runner = TFLiteRunner.__new__(TFLiteRunner)  # reuse the output matching/dequantization of the runner
-    out_ref, out_q, out_pt = [], [], []
-    for b in batches:
-        x = np.ascontiguousarray(b.transpose(0, 2, 3, 1))
-        for it in (q, f):
-            it.set_tensor(it.get_input_details()[0]["index"], x)
-            it.invoke()
+    out_ref, out_pt = [], []
+    for x, stored in zip(batches, int8_values):
+        out_ref.append(run(f, x))
         for i in candidates:
-            d = details[i]
-            scale, zero = d["quantization"]
-            got = (q.get_tensor(i).astype(np.float64) - zero) * scale
+            scale, zero = details[i]["quantization"]
+            got = (stored.pop(i).astype(np.float64) - zero) * scale
             ref = f.get_tensor(alias.get(i, i)).astype(np.float64)
             a = acc[i]
             a[0] += float((ref * ref).sum())
@@ -203,11 +214,8 @@ def tflite_report(artefact: str | Path, weights: str | Path | None = None, *, im
             a[3] += float((got * got).sum())
             sig, noise = own_rounding_error(ref, scale, zero)
             own[i] = [sig, noise] if i not in own else [own[i][0] + sig, own[i][1] + noise]
-        for it, sink in ((q, out_q), (f, out_ref)):
-            runner.interpreter = it
-            sink.append([it.get_tensor(o["index"]).astype(np.float32) for o in TFLiteRunner._match_outputs(runner)])
         if net is not None:
-            out_pt.append(torch_outputs(net, b))
+            out_pt.append(torch_outputs(net, np.ascontiguousarray(x.transpose(0, 3, 1, 2))))
     tensors = []
     for i, (rr, nn_, rg, gg) in acc.items():
         d = details[i]
