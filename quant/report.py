@@ -105,16 +105,25 @@ def float_twin(model_bytes: bytes) -> tuple[bytes, dict[int, int]]:
     model = tflite_graph.read(model_bytes)
     types = tflite_graph.op_types(model)
     quantized = {schema.TensorType.INT8, schema.TensorType.UINT8, schema.TensorType.INT16, schema.TensorType.INT32}
+    rewritten: set[int] = set()  # buffers already turned into float32 (two tensors can share one constant)
+    originals: dict[int, np.ndarray] = {}  # buffer -> its quantized bytes
     for sg in model.subgraphs:
         for t in sg.tensors:
             q = t.quantization
             if t.type not in quantized or q is None or q.scale is None or len(q.scale) == 0:
                 continue
-            buf = model.buffers[t.buffer]
             if tflite_graph.is_constant(model, t):
+                if t.buffer in rewritten:  # a constant shared with a tensor already dequantized: give it its own copy
+                    copy = schema.BufferT()
+                    copy.data = originals[t.buffer]
+                    model.buffers.append(copy)
+                    t.buffer = len(model.buffers) - 1
+                buf = model.buffers[t.buffer]
+                originals.setdefault(t.buffer, np.array(buf.data, dtype=np.uint8))
+                rewritten.add(t.buffer)
                 dtype = {schema.TensorType.INT8: np.int8, schema.TensorType.UINT8: np.uint8,
                          schema.TensorType.INT16: np.int16, schema.TensorType.INT32: np.int32}[t.type]
-                raw = np.frombuffer(bytes(bytearray(buf.data)), dtype=dtype).astype(np.float32)
+                raw = np.frombuffer(originals[t.buffer].tobytes(), dtype=dtype).astype(np.float32)
                 if t.shape is not None and len(t.shape) and int(np.prod(t.shape)) == raw.size:
                     raw = raw.reshape(t.shape)
                 scale, zero = np.asarray(q.scale, np.float32), np.asarray(q.zeroPoint, np.float32)

@@ -70,6 +70,32 @@ def test_int8_export_is_full_integer_with_float_io(int8_tflite):
             assert all(tensors[i]["dtype"] != np.float32 for i in op["outputs"]), op
 
 
+def test_float_twin_dequantizes_a_shared_constant_once_per_tensor(int8_tflite):
+    """Two INT8 tensors may share one constant buffer (V1's graphs do): each gets its own float copy,
+    with its own scale. Rewriting the shared buffer in place dequantized the float bytes again for the
+    second tensor, 4x larger each time (the report of V1 at 640 ran out of 24 GB)."""
+    from featherface_mobile.export import tflite_graph
+    from featherface_mobile.quant.report import float_twin
+
+    model = tflite_graph.read(int8_tflite.read_bytes())
+    sg = model.subgraphs[0]
+    by_shape: dict[tuple, list[int]] = {}
+    for i, t in enumerate(sg.tensors):
+        if t.type == tflite_graph.schema().TensorType.INT8 and tflite_graph.is_constant(model, t):
+            by_shape.setdefault(tuple(t.shape), []).append(i)
+    a, b = next(v for v in by_shape.values() if len(v) > 1)[:2]
+    sg.tensors[b].buffer = sg.tensors[a].buffer  # b now holds a's INT8 values, with b's own scales
+    raw = np.array(model.buffers[sg.tensors[a].buffer].data, dtype=np.uint8).view(np.int8).astype(np.float32)
+    twin = tflite_graph.read(float_twin(tflite_graph.write(model))[0])
+    for i in (a, b):
+        q = sg.tensors[i].quantization
+        shape = [-1 if d == q.quantizedDimension else 1 for d in range(len(sg.tensors[i].shape))]
+        want = (raw.reshape(sg.tensors[i].shape) - np.asarray(q.zeroPoint).reshape(shape)) * np.asarray(q.scale).reshape(shape)
+        t = twin.subgraphs[0].tensors[i]
+        got = np.array(twin.buffers[t.buffer].data, dtype=np.uint8).view(np.float32).reshape(want.shape)
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
 def test_report_command_ranks_layers_worst_first(int8_tflite, retinaface_weights, tmp_path):
     from featherface_mobile.cli import main
 
