@@ -85,7 +85,7 @@ def qat_rows(weights: Path, name: str, base: dict, data: Path, images: list[str]
     original = load_model(weights, name)
     arts = [(art.path, ref, train_float) for art, ref in zip(res.artefacts, res.reference_verify)]
     for fmt in formats:
-        for groups in [] if train_float else variants:
+        for groups in variants:
             opts = ExportOptions(size=a.size, int8=True, int8_ranges=res.ranges, int8_float=groups)
             path, _ = export_or_reuse(res.weights, name, fmt, opts, out)
             arts.append((path, verify(path, reference_model=original), groups))

@@ -105,22 +105,20 @@ def float_twin(model_bytes: bytes) -> tuple[bytes, dict[int, int]]:
     model = tflite_graph.read(model_bytes)
     types = tflite_graph.op_types(model)
     quantized = {schema.TensorType.INT8, schema.TensorType.UINT8, schema.TensorType.INT16, schema.TensorType.INT32}
-    rewritten: set[int] = set()  # buffers already turned into float32 (two tensors can share one constant)
-    originals: dict[int, np.ndarray] = {}  # buffer -> its quantized bytes
+    originals: dict[int, np.ndarray] = {}  # buffer -> its quantized bytes, once it is turned into float32
     for sg in model.subgraphs:
         for t in sg.tensors:
             q = t.quantization
             if t.type not in quantized or q is None or q.scale is None or len(q.scale) == 0:
                 continue
             if tflite_graph.is_constant(model, t):
-                if t.buffer in rewritten:  # a constant shared with a tensor already dequantized: give it its own copy
+                if t.buffer in originals:  # a constant shared with a tensor already dequantized: give it its own copy
                     copy = schema.BufferT()
                     copy.data = originals[t.buffer]
                     model.buffers.append(copy)
                     t.buffer = len(model.buffers) - 1
                 buf = model.buffers[t.buffer]
-                originals.setdefault(t.buffer, np.array(buf.data, dtype=np.uint8))
-                rewritten.add(t.buffer)
+                originals[t.buffer] = np.array(buf.data, dtype=np.uint8)
                 dtype = {schema.TensorType.INT8: np.int8, schema.TensorType.UINT8: np.uint8,
                          schema.TensorType.INT16: np.int16, schema.TensorType.INT32: np.int32}[t.type]
                 raw = np.frombuffer(originals[t.buffer].tobytes(), dtype=dtype).astype(np.float32)
@@ -176,9 +174,9 @@ def tflite_report(artefact: str | Path, weights: str | Path | None = None, *, im
     from ai_edge_litert.interpreter import OpResolverType
 
     twin, alias = float_twin(data)
-    # Without delegates, so every intermediate tensor stays readable. Every tensor then has its own
-    # memory (V1's deformable sampling at 640: ~10 GB for the float twin), so the two interpreters never
-    # coexist: the INT8 one runs on every image first and keeps only its INT8 tensors.
+    # Without delegates, so every intermediate tensor stays readable; every tensor then has its own
+    # memory, so the two interpreters do not coexist: the INT8 one runs on every image first and keeps
+    # only its INT8 tensors.
     plain = dict(experimental_preserve_all_tensors=True, num_threads=2,
                  experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     q = Interpreter(model_content=data, **plain)
