@@ -136,9 +136,9 @@ def write_results(rows: list[dict], size: int, images: list[str]) -> None:
     print("\n".join(lines))
 
 
-def splice_readme(table: str, readme: Path = RESULTS.parent.parent / "README.md") -> None:
-    """Put the table between README's `<!-- int8_accuracy table -->` markers."""
-    start, end = "<!-- int8_accuracy table -->\n", "<!-- end int8_accuracy table -->"
+def splice_readme(table: str, readme: Path = RESULTS.parent.parent / "README.md", name: str = "int8_accuracy") -> None:
+    """Put the table between README's `<!-- {name} table -->` markers."""
+    start, end = f"<!-- {name} table -->\n", f"<!-- end {name} table -->"
     text = readme.read_text()
     if start in text and end in text:
         head, rest = text.split(start, 1)
@@ -168,6 +168,21 @@ def _rank(row: dict) -> int:
             if "QAT" in label else 2 if " float" in label else 1)
 
 
+def parse_variants(text: str) -> list[tuple[str, ...]]:
+    """"heads,stride4+heads" -> [("heads",), ("stride4", "heads")]."""
+    return [tuple(v.split("+")) for v in text.split(",") if v]
+
+
+def trained_models(names: str):
+    """(name, checkpoint) of each comma-separated model that has trained weights here; the others are said and skipped."""
+    for name in names.split(","):
+        weights = resolve_weights_ref(get_spec(name).default_weights or "")
+        if weights is None:
+            print(f"{name}: no trained weights here, skipped", flush=True)
+            continue
+        yield name, weights
+
+
 def main() -> None:
     warnings.filterwarnings("ignore")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -189,13 +204,9 @@ def main() -> None:
     data = require_wider_val()
     images = split_images("eval", data)
     formats = [f for f in a.formats.split(",") if f]
-    variants = [tuple(v.split("+")) for v in a.float_groups.split(",") if v]
+    variants = parse_variants(a.float_groups)
     rows = []
-    for name in a.models.split(","):
-        weights = resolve_weights_ref(get_spec(name).default_weights or "")
-        if weights is None:
-            print(f"{name}: no trained weights here, skipped", flush=True)
-            continue
+    for name, weights in trained_models(a.models):
         t0 = time.perf_counter()
         base = ap_of(weights, data, a.size, images)
         rows.append({"model": name, "artefact": "PyTorch float32", "ap": base, "verify_f1": None, "kb": None})

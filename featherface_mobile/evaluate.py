@@ -119,6 +119,31 @@ def load_ground_truth(data_dir: str | Path) -> dict[str, dict]:
     return json.loads(gt_path.read_text())
 
 
+def predict(runner: Runner, data_dir: str | Path, names: list[str], *, size: int | None = None,
+            progress: bool = True) -> tuple[dict[str, np.ndarray], int]:
+    """name -> (N, 5) x1y1x2y2 score of the faces `runner` finds in each image (at evaluation thresholds); the input size."""
+    from tqdm import tqdm
+
+    preds: dict[str, np.ndarray] = {}
+    used_size = None
+    for name in tqdm(names, desc="eval", disable=not progress, unit="img"):
+        img = read_image(Path(data_dir) / "images" / name)
+        det = detect(runner, img, size=size or img.shape[1], thresholds=EVAL_THRESHOLDS)
+        used_size = det.input_size
+        f = det.faces
+        preds[name] = np.concatenate([f.boxes, f.scores[:, None]], axis=1) if len(f) else np.zeros((0, 5))
+    return preds, used_size or 0
+
+
+def score(preds: dict[str, np.ndarray], gts: dict[str, dict]) -> tuple[dict[str, float], dict[str, tuple[list, list]]]:
+    """AP and PR curve per subset of the detections `preds` on the images of `gts`."""
+    ap, curves = {}, {}
+    for s in SUBSETS:
+        ap[s], prec, rec = average_precision(preds, gts, s)
+        curves[s] = (prec.tolist(), rec.tolist())
+    return ap, curves
+
+
 def evaluate(
     runner: Runner,
     data_dir: str | Path,
@@ -128,24 +153,11 @@ def evaluate(
     progress: bool = True,
 ) -> EvalResult:
     """Detect on every image of `data_dir` (or the `images` subset) and score easy/medium/hard AP."""
-    from tqdm import tqdm
-
     gts = load_ground_truth(data_dir)
     names = sorted(images if images is not None else gts)
-    gts = {n: gts[n] for n in names}
-    preds: dict[str, np.ndarray] = {}
-    used_size = None
-    for name in tqdm(names, desc="eval", disable=not progress, unit="img"):
-        img = read_image(Path(data_dir) / "images" / name)
-        det = detect(runner, img, size=size or img.shape[1], thresholds=EVAL_THRESHOLDS)
-        used_size = det.input_size
-        f = det.faces
-        preds[name] = np.concatenate([f.boxes, f.scores[:, None]], axis=1) if len(f) else np.zeros((0, 5))
-    ap, curves = {}, {}
-    for s in SUBSETS:
-        ap[s], prec, rec = average_precision(preds, gts, s)
-        curves[s] = (prec.tolist(), rec.tolist())
-    return EvalResult(runner.name if not hasattr(runner, "path") else str(runner.path), used_size or 0, len(names), ap, curves)
+    preds, used_size = predict(runner, data_dir, names, size=size, progress=progress)
+    ap, curves = score(preds, {n: gts[n] for n in names})
+    return EvalResult(runner.name if not hasattr(runner, "path") else str(runner.path), used_size, len(names), ap, curves)
 
 
 def plot_pr(result: EvalResult, path: str | Path) -> None:

@@ -153,3 +153,47 @@ register_float_group(FloatGroup(
     tflite_nodes=_tflite_up_to_stride(8, upstream_only=True), onnx_nodes=_onnx_up_to_stride(8, upstream_only=True),
     torch_nodes=_torch_up_to_stride(8, upstream_only=True),
 ))
+
+
+def _is_sampling(shape) -> bool:
+    """A rank-1/2 tensor whose first dimension is not the batch: the portable deformable sampling works on
+    (taps x positions, channels) tables by construction (models/deform.py); CBAM's (1, C) vectors are not it."""
+    return shape is not None and 1 <= len(shape) <= 2 and int(shape[0]) > 1
+
+
+def _tflite_sampling(calibrated: bytes) -> list[str]:
+    from featherface_mobile.export import tflite_graph
+
+    sg = tflite_graph.read(calibrated).subgraphs[0]
+    return [sg.tensors[op.outputs[0]].name.decode() for op in sg.operators
+            if _is_sampling(sg.tensors[op.outputs[0]].shape)]
+
+
+def _onnx_sampling(model) -> set[str]:
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in inferred.graph.value_info}
+    return {n.name for n in model.graph.node if _is_sampling(shapes.get(n.output[0]))}
+
+
+def _torch_sampling(graph_module) -> set[str]:
+    """QAT trains the grid_sample form (5-D tensors, so no shape rule): the nodes of the deformable convs' own
+    scope except their convs and the modulator's 2 * sigmoid, i.e. what the export's sampling ops compute."""
+    picked: set[str] = set()
+    for n in graph_module.graph.nodes:
+        scope = list(n.meta.get("nn_module_stack", {}).values())
+        if n.op != "call_function" or not scope or not str(scope[-1][1]).endswith("ModulatedDeformConv2d"):
+            continue
+        target = str(n.target)
+        if "conv" in target or "sigmoid" in target or any("sigmoid" in str(a.target) for a in n.all_input_nodes):
+            continue
+        picked.add(n.name)
+    return picked
+
+
+register_float_group(FloatGroup(
+    "deform", "the sampling of the deformable convs (FeatherFace V1's SSH): gathers, bilinear weights and their "
+    "products, not the offset and output convs; no ops in models without deformable convs",
+    tflite_nodes=_tflite_sampling, onnx_nodes=_onnx_sampling, torch_nodes=_torch_sampling,
+))

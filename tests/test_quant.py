@@ -309,3 +309,40 @@ def test_learned_ranges_refuse_another_size_and_need_int8(tmp_path):
     bad.write_bytes(b"not a ranges file")
     with pytest.raises(FeatherfaceError, match="not a QAT ranges file"):
         LearnedRanges.load(bad)
+
+
+def test_deform_group_is_the_deformable_sampling_of_v1(v1_weights, retinaface_weights, tmp_path):
+    """`--int8-float deform`: in the exported graph, the ops of V1's 15 deformable convs that sample (the
+    gathers, bilinear weights and their sums), none of its convs or CBAM FCs; none in RetinaFace. In the
+    QAT graph the same ops lose their fake quantization and every conv keeps it."""
+    pytest.importorskip("torchao")
+    import onnx
+
+    from featherface_mobile.export import ExportOptions
+    from featherface_mobile.export.onnx_format import export_onnx_float
+    from featherface_mobile.quant import qat
+    from featherface_mobile.quant.float_ops import get_float_group
+
+    group = get_float_group("deform")
+    picked = {}
+    for name, weights in (("v1", v1_weights), ("retinaface", retinaface_weights)):
+        path = tmp_path / f"{name}.onnx"
+        export_onnx_float(load_model(weights), ExportOptions(size=160), path, {"model": name, "version": "test"})
+        model = onnx.load(str(path))
+        nodes = group.onnx_nodes(model)
+        picked[name] = {t: sum(n.op_type == t for n in model.graph.node if n.name in nodes)
+                        for t in ("Gather", "ReduceSum", "Conv", "Gemm")}
+    assert picked["v1"] == {"Gather": 15, "ReduceSum": 15, "Conv": 0, "Gemm": 0}, picked
+    assert sum(picked["retinaface"].values()) == 0, picked
+
+    net = load_model(v1_weights)
+    x = _batches(net, 1, 160)[0]
+    start = qat.float_start(net, [x])
+
+    def fake_quant(groups):
+        graph = qat.prepare_qat(start, x, groups).graph
+        convs = [n for n in graph.nodes if n.op == "call_function" and "conv2d" in str(n.target)]
+        return sum(n.op == "call_module" for n in graph.nodes), sum(n.args[1].op != "call_module" for n in convs)
+
+    (all_fq, _), (deform_fq, float_convs) = fake_quant(()), fake_quant(("deform",))
+    assert float_convs == 0 and deform_fq < all_fq, (all_fq, deform_fq)
