@@ -10,7 +10,7 @@ float model's AP on the same 123. Per-fold deltas show how far one split alone c
 Usage: python benchmarks/int8_folds.py [--size 640] [--models retinaface-mnet025,featherface-v1]
        [--float-groups backbone8,backbone8+deform] [--work runs/folds]
 (artefacts already in --work/fold<k>, with their .verify.json, are reused)
-Writes benchmarks/results/int8_folds.{json,md} and the table in README.md (between its markers).
+Writes benchmarks/results/int8_folds.{json,md,png} (bars: pooled deltas; dots: the folds) and the table in README.md (between its markers).
 """
 from __future__ import annotations
 
@@ -121,8 +121,36 @@ def write_results(rows: list[dict], size: int) -> None:
         lines.append(f"| {r['model']} | {r['artefact']} | {r['ap']['easy']:.4f} | {r['ap']['medium']:.4f} | "
                      f"{r['ap']['hard']:.4f} | {deltas(r['delta_points']) if fold else ''} | {' | '.join(per)} |")
     (RESULTS / "int8_folds.md").write_text("\n".join(lines) + "\n")
+    plot(rows, RESULTS / "int8_folds.png")
     splice_readme("\n".join(lines), name="int8_folds")
     print("\n".join(lines))
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Per model and subset: the pooled delta of each variant (bar) and its three folds (dots), the 0.5 target shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = sorted({r["model"] for r in rows if r.get("fold_delta_points")})
+    fig, axes = plt.subplots(len(models), len(SUBSETS), figsize=(4 * len(SUBSETS), 3 * len(models)), squeeze=False)
+    for ax_row, model in zip(axes, models):
+        variants = [r for r in rows if r["model"] == model and r.get("fold_delta_points")]
+        labels = [r["artefact"].replace("tflite INT8, calibrated", "INT8").replace(", ", "\n") for r in variants]
+        for ax, s in zip(ax_row, SUBSETS):
+            ax.axhspan(-0.5, 0.5, color="tab:green", alpha=0.15)
+            ax.bar(range(len(variants)), [r["delta_points"][s] for r in variants], color="tab:blue", alpha=0.7)
+            for i, r in enumerate(variants):
+                ax.plot([i] * FOLDS, [f[s] for f in r["fold_delta_points"]], "k.", markersize=6)
+            ax.axhline(0, color="k", linewidth=0.8)
+            ax.set_xticks(range(len(variants)), labels, fontsize=8)
+            ax.set_title(f"{model}: {s}", fontsize=10)
+            ax.set_ylabel("AP points vs float")
+            ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def main() -> None:
