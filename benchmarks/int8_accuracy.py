@@ -123,17 +123,18 @@ def write_results(rows: list[dict], size: int, images: list[str]) -> None:
              "model on 8 eval-split images (export gate 0.97).", "",
              "| model | artefact | KB | AP easy | AP medium | AP hard | delta easy / medium / hard | vs QAT float | verify F1 |",
              "|---|---|---:|---:|---:|---:|---|---|---:|"]
-
-    def deltas(d):
-        return " / ".join(f"{d[s]:+.2f}" for s in SUBSETS) if d else ""
-
     for r in rows:
         lines.append(f"| {r['model']} | {r['artefact']} | {r['kb'] or ''} | {r['ap']['easy']:.4f} | {r['ap']['medium']:.4f} | "
-                     f"{r['ap']['hard']:.4f} | {deltas(r.get('delta_points'))} | {deltas(r.get('delta_vs_qat_float'))} | "
+                     f"{r['ap']['hard']:.4f} | {format_deltas(r.get('delta_points'))} | {format_deltas(r.get('delta_vs_qat_float'))} | "
                      f"{r['verify_f1'] if r['verify_f1'] is not None else ''} |")
     (RESULTS / "int8_accuracy.md").write_text("\n".join(lines) + "\n")
     splice_readme("\n".join(lines))
     print("\n".join(lines))
+
+
+def format_deltas(d: dict | None) -> str:
+    """"-1.20 / +0.67 / -1.33" (easy / medium / hard), or "" without deltas."""
+    return " / ".join(f"{d[s]:+.2f}" for s in SUBSETS) if d else ""
 
 
 def splice_readme(table: str, readme: Path = RESULTS.parent.parent / "README.md", name: str = "int8_accuracy") -> None:

@@ -21,7 +21,7 @@ import time
 import warnings
 from pathlib import Path
 
-from int8_accuracy import parse_variants, splice_readme, trained_models
+from int8_accuracy import RESULTS, format_deltas, parse_variants, splice_readme, trained_models
 
 from featherface_mobile.errors import run_script
 from featherface_mobile.evaluate import SUBSETS, load_ground_truth, predict, score
@@ -31,7 +31,6 @@ from featherface_mobile.runtime import load_runner
 from featherface_mobile.splits import split_images
 
 FOLDS = 3
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def folds(names: list[str], data: Path) -> list[list[str]]:
@@ -103,10 +102,6 @@ def write_results(rows: list[dict], size: int) -> None:
     rows = sorted(rows, key=lambda r: (r["model"], r["artefact"] != "PyTorch float32", r["artefact"]))
     previous.write_text(json.dumps({"size": size, "folds": FOLDS, "rows": rows}, indent=1))
     commands = sorted({r["command"] for r in rows})
-
-    def deltas(d):
-        return " / ".join(f"{d[s]:+.2f}" for s in SUBSETS)
-
     lines = [f"{' and '.join(f'`{c}`' for c in commands)}: all 123 images of wider_val_416, each detected by an "
              f"artefact calibrated without it ({FOLDS} folds of 41 held-out images, 82 calibration images each; fold 0 "
              f"= the eval split above), input {size}x{size}, AP at IoU 0.5 over the pooled detections; delta = INT8 - "
@@ -119,7 +114,7 @@ def write_results(rows: list[dict], size: int) -> None:
         fold = r.get("fold_delta_points")
         per = [", ".join(f"{f[s]:+.2f}" for f in fold) if fold else "" for s in SUBSETS]
         lines.append(f"| {r['model']} | {r['artefact']} | {r['ap']['easy']:.4f} | {r['ap']['medium']:.4f} | "
-                     f"{r['ap']['hard']:.4f} | {deltas(r['delta_points']) if fold else ''} | {' | '.join(per)} |")
+                     f"{r['ap']['hard']:.4f} | {format_deltas(r.get('delta_points'))} | {' | '.join(per)} |")
     (RESULTS / "int8_folds.md").write_text("\n".join(lines) + "\n")
     plot(rows, RESULTS / "int8_folds.png")
     splice_readme("\n".join(lines), name="int8_folds")

@@ -117,16 +117,21 @@ def _tflite_up_to_stride(stride: int, upstream_only: bool = False) -> Callable[[
 
 def _onnx_up_to_stride(stride: int, upstream_only: bool = False) -> Callable[[object], set[str]]:
     def nodes(model) -> set[str]:
-        import onnx
-
-        inferred = onnx.shape_inference.infer_shapes(model)
-        shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-                  for v in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]}
+        shapes = _onnx_shapes(model)
         side = shapes[model.graph.input[0].name][2]  # NCHW
         ops = [(n.name, set(n.input), set(n.output), _rank4_height(shapes.get(n.output[0]), 2))
                for n in model.graph.node]
         return set(_fine_ops(ops, side, stride, upstream_only))
     return nodes
+
+
+def _onnx_shapes(model) -> dict[str, list[int]]:
+    """Every tensor's shape in `model` (ONNX shape inference; 0 for an unknown dimension)."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    return {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+            for v in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]}
 
 
 def _torch_up_to_stride(stride: int, upstream_only: bool = False) -> Callable[[object], set[str]]:
@@ -170,10 +175,7 @@ def _tflite_sampling(calibrated: bytes) -> list[str]:
 
 
 def _onnx_sampling(model) -> set[str]:
-    import onnx
-
-    inferred = onnx.shape_inference.infer_shapes(model)
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in inferred.graph.value_info}
+    shapes = _onnx_shapes(model)
     return {n.name for n in model.graph.node if _is_sampling(shapes.get(n.output[0]))}
 
 
