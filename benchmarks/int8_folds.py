@@ -7,9 +7,16 @@ the sorted names k, k+3, ... (fold 0 is splits.json's eval split), each INT8 art
 ones, and the detections of the 3 folds are pooled into one AP over all 123 images, against the
 float model's AP on the same 123. Per-fold deltas show how far one split alone can wander.
 
+With --qat-steps N, each fold also runs `featherface quantize qat` for N steps on its 82 images (multibox
+loss on their labels + distillation; the 41 held-out images are never trained on), then exports the QAT
+weights with their learned ranges (full integer and each --float-groups variant) and detects with them on
+the held-out images; rows give the delta against the original float model and against the float model of
+the fold's own QAT weights ("vs QAT float").
+
 Usage: python benchmarks/int8_folds.py [--size 640] [--models retinaface-mnet025,featherface-v1]
-       [--float-groups backbone8,backbone8+deform] [--work runs/folds]
-(artefacts already in --work/fold<k>, with their .verify.json, are reused)
+       [--float-groups backbone8,backbone8+deform] [--no-full] [--qat-steps 300 [--qat-only]] [--work runs/folds]
+(artefacts already in --work/fold<k> or --work/qat<N>-fold<k>, with their .verify.json, and QAT weights
+already there, are reused)
 Writes benchmarks/results/int8_folds.{json,md,png} (bars: pooled deltas; dots: the folds) and the table in README.md (between its markers).
 """
 from __future__ import annotations
@@ -52,10 +59,13 @@ def calibration_dir(work: Path, data: Path, held_out: list[str], k: int) -> Path
     return out
 
 
+def pooled(preds: list[dict]) -> dict:
+    return {n: p for fold in preds for n, p in fold.items()}
+
+
 def pooled_row(name: str, label: str, preds: list[dict], gts: dict, base: dict, base_folds: list[dict],
                held: list[list[str]], extra: dict) -> dict:
-    merged = {n: p for fold in preds for n, p in fold.items()}
-    ap, _ = score(merged, gts)
+    ap = score(pooled(preds), gts)[0]
     per_fold = [score(p, {n: gts[n] for n in names})[0] for p, names in zip(preds, held)]
     row = {"model": name, "artefact": label, "ap": ap,
            "delta_points": {s: round(100 * (ap[s] - base[s]), 2) for s in SUBSETS},
@@ -75,7 +85,7 @@ def model_rows(name: str, weights: Path, variants: list[tuple[str, ...]], a, dat
     base_folds = [score({n: float_preds[n] for n in names}, {n: gts[n] for n in names})[0] for names in held]
     rows = [{"model": name, "artefact": "PyTorch float32", "ap": base, "folds": FOLDS, "images": len(gts)}]
     print(rows[-1], flush=True)
-    for groups in variants:
+    for groups in ([] if a.qat_only else variants):
         preds, f1s = [], []
         for k, names in enumerate(held):
             opts = ExportOptions(size=a.size, int8=True, int8_float=groups, calib=calibration_dir(a.work, data, names, k))
@@ -84,6 +94,43 @@ def model_rows(name: str, weights: Path, variants: list[tuple[str, ...]], a, dat
             f1s.append(round(report["f1"], 3) if report else None)
         label = "tflite INT8, calibrated" + (f", {'+'.join(groups)} float" if groups else "")
         rows.append(pooled_row(name, label, preds, gts, base, base_folds, held, {"verify_f1": f1s}))
+    if a.qat_steps:
+        rows += qat_rows(name, weights, variants, a, data, gts, held, base, base_folds)
+    return rows
+
+
+def qat_rows(name: str, weights: Path, variants: list[tuple[str, ...]], a, data: Path, gts: dict,
+             held: list[list[str]], base: dict, base_folds: list[dict]) -> list[dict]:
+    """Per fold: QAT on the 82 images it does not hold out, then the QAT weights' float model and their
+    INT8 artefacts (learned ranges; tensors QAT did not observe calibrated on the same 82) on the other 41."""
+    from featherface_mobile.export.pipeline import export_or_reuse
+    from featherface_mobile.quant.qat import quantization_aware_training
+
+    tuned, arts, f1s = [], {g: [] for g in variants}, {g: [] for g in variants}
+    for k, names in enumerate(held):
+        calib = calibration_dir(a.work, data, names, k)
+        out = a.work / f"qat{a.qat_steps}-fold{k}" / name
+        wpath, rpath = out / f"{name}_qat.pth", out / f"{name}_qat.ranges.npz"
+        if not (wpath.is_file() and rpath.is_file()):
+            t0 = time.perf_counter()
+            quantization_aware_training(weights, model=name, data=data, steps=a.qat_steps, size=a.size, lr=a.qat_lr,
+                                        out=out, formats=(), images=sorted(set(gts) - set(names)), calib=calib,
+                                        log=lambda *_: None)
+            print(f"{name} fold {k}: QAT {a.qat_steps} steps in {time.perf_counter() - t0:.0f} s", flush=True)
+        tuned.append(predict(load_runner(wpath, model=name), data, names, size=a.size)[0])
+        for groups in variants:
+            opts = ExportOptions(size=a.size, int8=True, int8_ranges=rpath, int8_float=groups, calib=calib)
+            path, report = export_or_reuse(wpath, name, "tflite", opts, out)
+            arts[groups].append(predict(load_runner(path), data, names, size=a.size)[0])
+            f1s[groups].append(round(report["f1"], 3) if report else None)
+    how = f"QAT {a.qat_steps} steps"
+    rows = [pooled_row(name, f"PyTorch float32 of the QAT weights ({a.qat_steps} steps)", tuned, gts, base, base_folds, held, {})]
+    tuned_ap = rows[0]["ap"]
+    for groups in variants:
+        label = f"tflite INT8, {how} + learned ranges" + (f", {'+'.join(groups)} float" if groups else "")
+        row = pooled_row(name, label, arts[groups], gts, base, base_folds, held, {"verify_f1_vs_qat_float": f1s[groups]})
+        row["delta_vs_qat_float"] = {s: round(100 * (row["ap"][s] - tuned_ap[s]), 2) for s in SUBSETS}
+        rows.append(row)
     return rows
 
 
@@ -106,15 +153,17 @@ def write_results(rows: list[dict], size: int) -> None:
              f"artefact calibrated without it ({FOLDS} folds of 41 held-out images, 82 calibration images each; fold 0 "
              f"= the eval split above), input {size}x{size}, AP at IoU 0.5 over the pooled detections; delta = INT8 - "
              "float on the same images, in AP points (target: within 0.5); per fold = the same delta on each fold's 41 "
-             "images alone.", "",
+             "images alone; QAT rows: each fold's QAT trained on its 82 images only, *vs QAT float* = the QAT "
+             "artefact - the float model of the same folds' QAT weights.", "",
              "| model | artefact | AP easy | AP medium | AP hard | delta easy / medium / hard (123 images) | "
-             "per fold: easy | per fold: medium | per fold: hard |",
-             "|---|---|---:|---:|---:|---|---|---|---|"]
+             "vs QAT float | per fold: easy | per fold: medium | per fold: hard |",
+             "|---|---|---:|---:|---:|---|---|---|---|---|"]
     for r in rows:
         fold = r.get("fold_delta_points")
         per = [", ".join(f"{f[s]:+.2f}" for f in fold) if fold else "" for s in SUBSETS]
         lines.append(f"| {r['model']} | {r['artefact']} | {r['ap']['easy']:.4f} | {r['ap']['medium']:.4f} | "
-                     f"{r['ap']['hard']:.4f} | {format_deltas(r.get('delta_points'))} | {' | '.join(per)} |")
+                     f"{r['ap']['hard']:.4f} | {format_deltas(r.get('delta_points'))} | "
+                     f"{format_deltas(r.get('delta_vs_qat_float'))} | {' | '.join(per)} |")
     (RESULTS / "int8_folds.md").write_text("\n".join(lines) + "\n")
     plot(rows, RESULTS / "int8_folds.png")
     splice_readme("\n".join(lines), name="int8_folds")
@@ -132,7 +181,8 @@ def plot(rows: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(len(models), len(SUBSETS), figsize=(4 * len(SUBSETS), 3 * len(models)), squeeze=False)
     for ax_row, model in zip(axes, models):
         variants = [r for r in rows if r["model"] == model and r.get("fold_delta_points")]
-        labels = [r["artefact"].replace("tflite INT8, calibrated", "INT8").replace(", ", "\n") for r in variants]
+        labels = [r["artefact"].replace("tflite INT8, calibrated", "INT8").replace("PyTorch float32 of the QAT weights",
+                  "QAT float").replace(" + learned ranges", "").replace(", ", "\n") for r in variants]
         for ax, s in zip(ax_row, SUBSETS):
             ax.axhspan(-0.5, 0.5, color="tab:green", alpha=0.15)
             ax.bar(range(len(variants)), [r["delta_points"][s] for r in variants], color="tab:blue", alpha=0.7)
@@ -156,6 +206,9 @@ def main() -> None:
     ap.add_argument("--float-groups", default="", help="besides full integer, variants with op groups kept float: "
                     "comma-separated, each a quant.float_ops group or groups joined by + (e.g. backbone8,backbone8+deform)")
     ap.add_argument("--no-full", action="store_true", help="skip the full-integer variant")
+    ap.add_argument("--qat-steps", type=int, default=0, help="also QAT each fold this many steps and evaluate its artefacts")
+    ap.add_argument("--qat-lr", type=float, default=2e-5)
+    ap.add_argument("--qat-only", action="store_true", help="only the QAT rows (the calibrated ones are not redone)")
     ap.add_argument("--work", type=Path, default=Path("runs/folds"))
     a = ap.parse_args()
     data = require_wider_val()

@@ -186,10 +186,13 @@ def quantization_aware_training(weights: str | Path | None = None, *, model: str
                                 size: int = 640, lr: float = 1e-5, distill: float = 1.0, labels: bool = True,
                                 out: str | Path = "exports", formats: tuple[str, ...] = ("tflite",),
                                 export_size: int | None = None, int8_float: tuple[str, ...] = (),
+                                images: list[str] | None = None, calib: Path | None = None,
                                 log=print) -> QATResult:
-    """QAT on the train split, save the trained weights and learned ranges, and export INT8 artefacts
-    from them with those ranges (at `export_size`, default `size`; at another size they are calibrated),
-    with the op groups `int8_float` (quant/float_ops.py) kept float, in training as in the exports."""
+    """QAT on the train split (or the labelled `images` of `data`), save the trained weights and learned
+    ranges, and export INT8 artefacts from them with those ranges (at `export_size`, default `size`; at
+    another size they are calibrated; tensors QAT did not observe are calibrated on `calib`, default the
+    train split), with the op groups `int8_float` (quant/float_ops.py) kept float, in training as in the
+    exports."""
     from .learned import collect
     from featherface_mobile.checkpoint import load_model
     from featherface_mobile.paths import wider_val_dir
@@ -199,14 +202,14 @@ def quantization_aware_training(weights: str | Path | None = None, *, model: str
     from featherface_mobile.export.formats import check_options, with_options
 
     export_size = export_size or size
-    options = ExportOptions(size=export_size, int8=True, int8_float=tuple(int8_float))
+    options = ExportOptions(size=export_size, int8=True, int8_float=tuple(int8_float), calib=calib)
     for fmt in formats:  # an option the format refuses fails now, not after training
         check_options(get_format(fmt), options)
     data = Path(data) if data else wider_val_dir()
     if data is None:
         raise FeatherfaceError("no labelled data: pass --data pointing at wider_val_416 (images/ + gt.json)")
     net = load_model(weights, model)
-    samples = labelled_samples(data, split_images("train", data), size, net.config.mean_bgr)
+    samples = labelled_samples(data, images or split_images("train", data), size, net.config.mean_bgr)
     start = float_start(net, [s.batch for s in samples[:32]])
     qat_model = prepare_qat(start, samples[0].batch, tuple(int8_float))
     teacher = start
