@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 import warnings
@@ -170,6 +171,15 @@ def write_results(rows: list[dict], size: int) -> None:
     print("\n".join(lines))
 
 
+def short_label(artefact: str) -> str:
+    """'tflite INT8, QAT 300 steps + learned ranges, stride4 float' -> 'QAT300 INT8 stride4'."""
+    qat = re.search(r"QAT (\d+) steps", artefact) or re.search(r"\((\d+) steps\)", artefact)
+    head = f"QAT{qat.group(1)} " if qat else ""
+    kind = "float" if artefact.startswith("PyTorch") else "INT8"
+    group = re.search(r", (\S+) float$", artefact)
+    return head + kind + (f" {group.group(1)}" if group else "")
+
+
 def plot(rows: list[dict], path: Path) -> None:
     """Per model and subset: the pooled delta of each variant (bar) and its three folds (dots), the 0.5 target shaded."""
     import matplotlib
@@ -178,18 +188,19 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     models = sorted({r["model"] for r in rows if r.get("fold_delta_points")})
-    fig, axes = plt.subplots(len(models), len(SUBSETS), figsize=(4 * len(SUBSETS), 3 * len(models)), squeeze=False)
+    width = max(4, 0.6 * max(sum(r["model"] == m for r in rows) for m in models))
+    fig, axes = plt.subplots(len(models), len(SUBSETS), figsize=(width * len(SUBSETS), 3.6 * len(models)), squeeze=False)
     for ax_row, model in zip(axes, models):
         variants = [r for r in rows if r["model"] == model and r.get("fold_delta_points")]
-        labels = [r["artefact"].replace("tflite INT8, calibrated", "INT8").replace("PyTorch float32 of the QAT weights",
-                  "QAT float").replace(" + learned ranges", "").replace(", ", "\n") for r in variants]
+        labels = [short_label(r["artefact"]) for r in variants]
+        colors = ["tab:orange" if "QAT" in r["artefact"] else "tab:blue" for r in variants]
         for ax, s in zip(ax_row, SUBSETS):
             ax.axhspan(-0.5, 0.5, color="tab:green", alpha=0.15)
-            ax.bar(range(len(variants)), [r["delta_points"][s] for r in variants], color="tab:blue", alpha=0.7)
+            ax.bar(range(len(variants)), [r["delta_points"][s] for r in variants], color=colors, alpha=0.7)
             for i, r in enumerate(variants):
                 ax.plot([i] * FOLDS, [f[s] for f in r["fold_delta_points"]], "k.", markersize=6)
             ax.axhline(0, color="k", linewidth=0.8)
-            ax.set_xticks(range(len(variants)), labels, fontsize=8)
+            ax.set_xticks(range(len(variants)), labels, fontsize=7, rotation=45, ha="right")
             ax.set_title(f"{model}: {s}", fontsize=10)
             ax.set_ylabel("AP points vs float")
             ax.grid(axis="y", alpha=0.3)
