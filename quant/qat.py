@@ -117,6 +117,10 @@ def labelled_samples(data_dir: str | Path, names: list[str], size: int, mean_bgr
     from featherface_mobile.processing import letterbox, normalize
 
     gts = load_ground_truth(data_dir)
+    unlabelled = sorted(set(names) - set(gts))
+    if unlabelled:
+        raise FeatherfaceError(f"{unlabelled[0]} (and {len(unlabelled) - 1} more) has no ground truth in {data_dir}: "
+                               "pass names of its labelled images")
     out = []
     for n in names:
         img, lb = letterbox(read_image(Path(data_dir) / "images" / n), size)

@@ -215,6 +215,15 @@ def test_a_few_qat_steps_lower_the_loss(retinaface_weights, wider):
         assert float((fresh(b)[0] - tuned(b)[0]).abs().max()) < 1e-3
 
 
+def test_qat_refuses_images_without_ground_truth_in_one_line(wider):
+    from featherface_mobile.errors import FeatherfaceError
+    from featherface_mobile.quant import qat
+
+    names = split_images("train", wider)[:2] + ["not_in_wider.jpg"]
+    with pytest.raises(FeatherfaceError, match=r"not_in_wider.jpg \(and 0 more\) has no ground truth"):
+        qat.labelled_samples(wider, names, 320, (104, 117, 123))
+
+
 def test_qat_keeps_the_float_groups_float_in_training(retinaface_weights):
     """`quantize qat --int8-float G` trains what the export runs: the convs of G get no fake quantization
     (on RetinaFace, backbone8's 12 convs of stage1 and its FPN lateral conv; heads' 9 head convs), every
