@@ -187,11 +187,15 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    models = sorted({r["model"] for r in rows if r.get("fold_delta_points")})
-    width = max(4, 0.6 * max(sum(r["model"] == m for r in rows) for m in models))
+    by_model: dict[str, list[dict]] = {}
+    for r in rows:
+        if r.get("fold_delta_points"):
+            by_model.setdefault(r["model"], []).append(r)
+    models = sorted(by_model)
+    width = max(4, 0.6 * max(len(v) for v in by_model.values()))
     fig, axes = plt.subplots(len(models), len(SUBSETS), figsize=(width * len(SUBSETS), 3.6 * len(models)), squeeze=False)
     for ax_row, model in zip(axes, models):
-        variants = [r for r in rows if r["model"] == model and r.get("fold_delta_points")]
+        variants = by_model[model]
         labels = [short_label(r["artefact"]) for r in variants]
         colors = ["tab:orange" if "QAT" in r["artefact"] else "tab:blue" for r in variants]
         for ax, s in zip(ax_row, SUBSETS):
