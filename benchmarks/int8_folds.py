@@ -89,12 +89,15 @@ def model_rows(name: str, weights: Path, variants: list[tuple[str, ...]], a, dat
     for groups in ([] if a.qat_only else variants):
         preds, f1s = [], []
         for k, names in enumerate(held):
-            opts = ExportOptions(size=a.size, int8=True, int8_float=groups, calib=calibration_dir(a.work, data, names, k))
+            opts = ExportOptions(size=a.size, int8=True, int8_float=groups, int8_rounding=a.rounding,
+                                 calib=calibration_dir(a.work, data, names, k))
             path, report = export_or_reuse(weights, name, "tflite", opts, a.work / f"fold{k}")
             preds.append(predict(load_runner(path), data, names, size=a.size)[0])
             f1s.append(round(report["f1"], 3) if report else None)
-        label = "tflite INT8, calibrated" + (f", {'+'.join(groups)} float" if groups else "")
-        rows.append(pooled_row(name, label, preds, gts, base, base_folds, held, {"verify_f1": f1s}))
+        label = ("tflite INT8, calibrated" + (", AdaRound" if a.rounding == "adaround" else "")
+                 + (f", {'+'.join(groups)} float" if groups else ""))
+        rows.append(pooled_row(name, label, preds, gts, base, base_folds, held,
+                               {"verify_f1": f1s, "rounding": a.rounding, "float_groups": list(groups)}))
     if a.qat_steps:
         rows += qat_rows(name, weights, variants, a, data, gts, held, base, base_folds)
     return rows
@@ -174,7 +177,7 @@ def write_results(rows: list[dict], size: int) -> None:
 def short_label(artefact: str) -> str:
     """'tflite INT8, QAT 300 steps + learned ranges, stride4 float' -> 'QAT300 INT8 stride4'."""
     qat = re.search(r"QAT (\d+) steps", artefact) or re.search(r"\((\d+) steps\)", artefact)
-    head = f"QAT{qat.group(1)} " if qat else ""
+    head = f"QAT{qat.group(1)} " if qat else "AdaRound " if "AdaRound" in artefact else ""
     kind = "float" if artefact.startswith("PyTorch") else "INT8"
     group = re.search(r", (\S+) float$", artefact)
     return head + kind + (f" {group.group(1)}" if group else "")
@@ -197,7 +200,8 @@ def plot(rows: list[dict], path: Path) -> None:
     for ax_row, model in zip(axes, models):
         variants = by_model[model]
         labels = [short_label(r["artefact"]) for r in variants]
-        colors = ["tab:orange" if "QAT" in r["artefact"] else "tab:blue" for r in variants]
+        colors = ["tab:orange" if "QAT" in r["artefact"] else "tab:purple" if "AdaRound" in r["artefact"] else "tab:blue"
+                  for r in variants]
         for ax, s in zip(ax_row, SUBSETS):
             ax.axhspan(-0.5, 0.5, color="tab:green", alpha=0.15)
             ax.bar(range(len(variants)), [r["delta_points"][s] for r in variants], color=colors, alpha=0.7)
@@ -224,6 +228,8 @@ def main() -> None:
     ap.add_argument("--qat-steps", type=int, default=0, help="also QAT each fold this many steps and evaluate its artefacts")
     ap.add_argument("--qat-lr", type=float, default=2e-5)
     ap.add_argument("--qat-only", action="store_true", help="only the QAT rows (the calibrated ones are not redone)")
+    ap.add_argument("--rounding", choices=["nearest", "adaround"], default="nearest",
+                    help="INT8 weight rounding of the calibrated variants (`export --int8-rounding`)")
     ap.add_argument("--work", type=Path, default=Path("runs/folds"))
     a = ap.parse_args()
     data = require_wider_val()

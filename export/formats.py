@@ -16,7 +16,7 @@ from featherface_mobile.runtime import register_runner
 
 # Options a user can set; each format declares the subset it accepts.
 OPTION_NAMES = ("int8", "fp16", "dynamic", "with_postprocess", "calib", "native_deform", "image_input", "int8_ranges",
-                "int8_float")
+                "int8_float", "int8_rounding")
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class ExportOptions:
     max_faces: int = 100  # ONNX --with-postprocess: fixed number of output faces
     int8_ranges: Path | None = None  # INT8: activation ranges learned by QAT (quant/learned.py) instead of calibration
     int8_float: tuple[str, ...] = ()  # INT8: op groups kept float32 (quant/float_ops.py, e.g. "heads")
+    int8_rounding: str = "nearest"  # INT8 weights: "nearest" (+ bias correction) or "adaround" (quant/adaround.py)
 
     def set_options(self) -> set[str]:
         """Names of the non-default options that a format must accept."""
@@ -115,6 +116,15 @@ def check_options(spec: FormatSpec, opts: ExportOptions) -> None:
 
         for name in opts.int8_float:
             get_float_group(name)
+    if opts.int8_rounding != "nearest":
+        from featherface_mobile.quant.ptq import ROUNDINGS
+
+        if not opts.int8:
+            raise FeatherfaceError("--int8-rounding chooses how INT8 weights are rounded; add --int8")
+        if opts.int8_rounding not in ROUNDINGS:
+            raise FeatherfaceError(f"unknown --int8-rounding {opts.int8_rounding!r}; choose from: {', '.join(ROUNDINGS)}")
+        if opts.int8_ranges is not None:
+            raise FeatherfaceError("--int8-rounding applies to calibrated exports; QAT weights (--int8-ranges) are already trained for INT8")
     for group in spec.exclusive:
         both = sorted(group & opts.set_options())
         if len(both) > 1:

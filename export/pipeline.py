@@ -47,6 +47,7 @@ def _size_of(path: Path) -> int:
 def artefact_name(model: str, size: int, fmt_suffix: str, precision: str, opts: ExportOptions) -> str:
     flags = {"dynamic": opts.dynamic, "nms": opts.with_postprocess, "deformconv": opts.native_deform}
     tags = [model, str(size), precision] + [tag for tag, on in flags.items() if on] + [f"float-{g}" for g in opts.int8_float]
+    tags += [opts.int8_rounding] if opts.int8_rounding != "nearest" else []
     return "_".join(tags) + fmt_suffix
 
 

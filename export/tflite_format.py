@@ -49,7 +49,8 @@ def export_tflite(model: nn.Module, opts: ExportOptions, path: Path, metadata: d
 
             calib_nhwc = calibration_batches(model, opts)
             batches = [torch.from_numpy(x.transpose(2, 0, 1)[None].copy()) for x in calib_nhwc[:32]]
-            model, ranges = int8_source(model, batches, opts.int8_ranges, opts.size)
+            model, ranges = int8_source(model, batches, opts.int8_ranges, opts.size, rounding=opts.int8_rounding,
+                                        float_groups=opts.int8_float)
             if ranges is not None:
                 env["FEATHERFACE_INT8_LEARNED"] = str(Path(opts.int8_ranges).resolve())
             if opts.int8_float:
@@ -80,6 +81,8 @@ def export_tflite(model: nn.Module, opts: ExportOptions, path: Path, metadata: d
             quantization.update(activation_ranges="learned by QAT", learned_ranges=learned)
         if "INT8_FLOAT" in reported:
             quantization.update(float_groups=list(opts.int8_float), float_ops=len(reported["INT8_FLOAT"]))
+        if opts.int8_rounding != "nearest":
+            quantization.update(weight_rounding=opts.int8_rounding)
         if quantization:
             meta["quantization"] = quantization
         path.write_bytes(embed_metadata(produced.read_bytes(), meta))
@@ -228,7 +231,7 @@ def _tflite_runner(path: Path, *, threads: int = 2, **_) -> TFLiteRunner:
 
 register_format(FormatSpec(
     name="tflite", suffix=".tflite", exporter=export_tflite, runner=_tflite_runner,
-    options=frozenset({"int8", "fp16", "calib", "int8_ranges", "int8_float"}), extra="tflite",
+    options=frozenset({"int8", "fp16", "calib", "int8_ranges", "int8_float", "int8_rounding"}), extra="tflite",
     modules=("onnx", "onnxslim", "onnx2tf", "tensorflow", "ai_edge_litert"),
     fp32_max_abs=1e-3,
     notes="NHWC float32 input; INT8 is full-integer inside with float32 input/output tensors",

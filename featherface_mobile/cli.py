@@ -7,6 +7,7 @@ import click
 
 from .errors import FeatherfaceError
 from .quant.float_ops import FLOAT_GROUPS
+from .quant.ptq import ROUNDINGS
 
 
 class _OneLineErrors(click.Group):
@@ -148,12 +149,14 @@ def golden(out, model, size, images) -> None:
 @click.option("--int8-float", "int8_float", multiple=True, type=click.Choice(list(FLOAT_GROUPS)),
               help="INT8: keep this group of ops in float32 (repeatable); " +
                    "; ".join(f"{g.name}: {g.help}" for g in FLOAT_GROUPS.values()))
+@click.option("--int8-rounding", type=click.Choice(list(ROUNDINGS)), default="nearest", show_default=True,
+              help="INT8 weights (TFLite): " + "; ".join(f"{k}: {v}" for k, v in ROUNDINGS.items()))
 @click.option("--out", type=click.Path(path_type=Path), default=Path("exports"), show_default=True)
 @click.option("--verify-images", type=int, default=8, show_default=True, help="real images used by the verification gate")
 @click.option("--keep-failed", is_flag=True, help="keep artefacts that fail verification")
 @click.option("--trust-checkpoint", is_flag=True, help="allow pickled objects in the checkpoint (weights_only=False)")
 def export(weights, model, formats, size, int8, fp16, dynamic, with_postprocess, max_faces, native_deform, image_input,
-           calib, calib_images, int8_ranges, int8_float, out, verify_images, keep_failed, trust_checkpoint) -> None:
+           calib, calib_images, int8_ranges, int8_float, int8_rounding, out, verify_images, keep_failed, trust_checkpoint) -> None:
     """Export a checkpoint to ONNX / TFLite / Core ML; every artefact is verified against PyTorch."""
     import warnings
 
@@ -163,7 +166,8 @@ def export(weights, model, formats, size, int8, fp16, dynamic, with_postprocess,
     warnings.filterwarnings("always", category=UserWarning, module=r"featherface_mobile\.")  # but ours are shown
     options = ExportOptions(size=size, int8=int8, fp16=fp16, dynamic=dynamic, with_postprocess=with_postprocess,
                             max_faces=max_faces, native_deform=native_deform, image_input=image_input, calib=calib,
-                            calib_images=calib_images, int8_ranges=int8_ranges, int8_float=tuple(int8_float))
+                            calib_images=calib_images, int8_ranges=int8_ranges, int8_float=tuple(int8_float),
+                            int8_rounding=int8_rounding)
     result = run_export(weights, model=model, formats=_csv(formats), options=options, out=out,
                         verify_images=verify_images, keep_failed=keep_failed, trust=trust_checkpoint, log=click.echo)
     for art in result.artefacts:

@@ -21,6 +21,9 @@ class FloatGroup:
     tflite_nodes: Callable[[bytes], list[str]]  # calibrated .tflite bytes -> op names (their output tensors)
     onnx_nodes: Callable[[object], set[str]]  # float onnx.ModelProto -> node names
     torch_nodes: Callable[[object], set[str]]  # exported torch.fx.GraphModule (node meta "val") -> node names
+    # eager convs in execution order, (module name, output height), and the input side -> the names in the group
+    # (AdaRound leaves those on their float weights)
+    conv_modules: Callable[[list[tuple[str, int]], int], set[str]] = lambda convs, side: set()
 
 
 FLOAT_GROUPS: dict[str, FloatGroup] = {}
@@ -48,6 +51,10 @@ def onnx_float_nodes(model, groups: Iterable[str]) -> set[str]:
 
 def torch_float_nodes(graph_module, groups: Iterable[str]) -> set[str]:
     return {n for g in groups for n in get_float_group(g).torch_nodes(graph_module)}
+
+
+def conv_float_modules(convs: list[tuple[str, int]], side: int, groups: Iterable[str]) -> set[str]:
+    return {n for g in groups for n in get_float_group(g).conv_modules(convs, side)}
 
 
 def _tflite_heads(calibrated: bytes) -> list[str]:
@@ -85,6 +92,7 @@ def _torch_heads(graph_module) -> set[str]:
 register_float_group(FloatGroup(
     "heads", "the head convs (scores, boxes, landmarks) and every op after them",
     tflite_nodes=_tflite_heads, onnx_nodes=_onnx_heads, torch_nodes=_torch_heads,
+    conv_modules=lambda convs, side: {n for n, _ in convs if any(p.endswith("Head") for p in n.split("."))},
 ))
 
 
@@ -141,6 +149,20 @@ def _torch_up_to_stride(stride: int, upstream_only: bool = False) -> Callable[[o
     return nodes
 
 
+def _modules_up_to_stride(stride: int, upstream_only: bool = False) -> Callable[[list[tuple[str, int]], int], set[str]]:
+    """Eager convs have no input names: "upstream only" is read as "called before the first coarser conv"
+    (the backbone's first stages run before anything coarser exists)."""
+    def names(convs: list[tuple[str, int]], side: int) -> set[str]:
+        picked, coarse_seen = set(), False
+        for name, height in convs:
+            if height * stride >= side and not (upstream_only and coarse_seen):
+                picked.add(name)
+            else:
+                coarse_seen = True
+        return picked
+    return names
+
+
 def _rank4_height(shape, axis: int) -> int:
     return int(shape[axis]) if shape is not None and len(shape) == 4 else 0
 
@@ -150,13 +172,13 @@ for _stride in (2, 4, 8):
         f"stride{_stride}", f"every op whose output is at stride {_stride} or finer (the thin high-resolution "
         "layers: most of the INT8 error of MobileNet-0.25 backbones, and much of their INT8 time)",
         tflite_nodes=_tflite_up_to_stride(_stride), onnx_nodes=_onnx_up_to_stride(_stride),
-        torch_nodes=_torch_up_to_stride(_stride),
+        torch_nodes=_torch_up_to_stride(_stride), conv_modules=_modules_up_to_stride(_stride),
     ))
 register_float_group(FloatGroup(
     "backbone8", "every op at stride 8 or finer that depends on nothing coarser: the stem and the first stage "
     "of the backbone, not the stride-8 detection level",
     tflite_nodes=_tflite_up_to_stride(8, upstream_only=True), onnx_nodes=_onnx_up_to_stride(8, upstream_only=True),
-    torch_nodes=_torch_up_to_stride(8, upstream_only=True),
+    torch_nodes=_torch_up_to_stride(8, upstream_only=True), conv_modules=_modules_up_to_stride(8, upstream_only=True),
 ))
 
 

@@ -355,3 +355,44 @@ def test_deform_group_is_the_deformable_sampling_of_v1(v1_weights, retinaface_we
 
     (all_fq, _), (deform_fq, float_convs) = fake_quant(()), fake_quant(("deform",))
     assert float_convs == 0 and deform_fq < all_fq, (all_fq, deform_fq)
+
+
+def test_adaround_puts_weights_on_the_tflite_grid_and_leaves_float_groups_alone(retinaface_weights):
+    """Every rounded conv's weights are integers times its per-channel scale with the largest at +-127 (so
+    TFLiteConverter recomputes the same scale and its nearest rounding reproduces the learned one); the
+    convs of `stride4` keep their float weights; learned rounding does not raise the convs' error."""
+    from featherface_mobile.quant.adaround import AdaRoundSettings, adaround, relative_gain
+    from featherface_mobile.quant.equalize import int8_friendly
+
+    net = load_model(retinaface_weights)
+    calib = _batches(net, 2, 160)
+    prepared = int8_friendly(net, calib)
+    rounded, report = adaround(prepared, calib, AdaRoundSettings(iterations=150, rows_per_image=512, batch_rows=256),
+                               float_groups=("stride4",))
+    before = dict(prepared.named_modules())
+    convs = {n: m for n, m in rounded.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    assert set(report) and set(report) < set(convs)
+    for name, conv in convs.items():
+        w = conv.weight.detach()
+        if name not in report:
+            if name.startswith("body.stage1.0"):  # the stem (stride 2) is in stride4
+                assert torch.equal(w, before[name].weight)
+            continue
+        scale = w.abs().flatten(1).amax(1) / 127
+        n = w / scale.reshape(-1, *[1] * (w.dim() - 1))
+        assert float((n - n.round()).abs().max()) < 1e-3, name
+        assert torch.allclose(n.abs().flatten(1).amax(1), torch.full_like(scale, 127.0)), name
+    assert "body.stage1.0.0" not in report and "body.stage2.0.0" in report
+    assert relative_gain(report) <= 1.0, report
+
+
+def test_adaround_is_a_tflite_int8_option(tmp_path):
+    from featherface_mobile.errors import FeatherfaceError
+    from featherface_mobile.export import ExportOptions, get_format
+    from featherface_mobile.export.formats import check_options
+
+    with pytest.raises(FeatherfaceError, match="--int8-rounding not supported for format onnx"):
+        check_options(get_format("onnx"), ExportOptions(int8=True, int8_rounding="adaround"))
+    with pytest.raises(FeatherfaceError, match="add --int8"):
+        check_options(get_format("tflite"), ExportOptions(int8_rounding="adaround"))
+    check_options(get_format("tflite"), ExportOptions(int8=True, int8_rounding="adaround"))
