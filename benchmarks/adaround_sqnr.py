@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import time
 import warnings
 
+import numpy as np
 import torch
 from int8_accuracy import RESULTS, trained_models
 
@@ -30,14 +30,14 @@ from featherface_mobile.quant import simulate
 from featherface_mobile.quant.adaround import adaround, relative_gain
 from featherface_mobile.quant.bias_correction import correct_biases
 from featherface_mobile.quant.equalize import int8_friendly
+from featherface_mobile.quant.report import sqnr_db
 
 OUTPUTS = ("loc", "conf", "landms")
 
 
-def sqnr_db(ref: list[torch.Tensor], got: list[torch.Tensor]) -> float:
-    signal = sum(float((r ** 2).sum()) for r in ref)
-    noise = sum(float(((r - g) ** 2).sum()) for r, g in zip(ref, got))
-    return round(10 * math.log10(signal / noise), 2)
+def pooled_sqnr_db(ref: list[torch.Tensor], got: list[torch.Tensor]) -> float:
+    """`report.sqnr_db` over the outputs of all images at once."""
+    return round(sqnr_db(np.concatenate([r.numpy().ravel() for r in ref]), np.concatenate([g.numpy().ravel() for g in got])), 2)
 
 
 @torch.no_grad()
@@ -45,7 +45,7 @@ def simulated_sqnr(net, calib, images, ref) -> dict[str, float]:
     q = copy.deepcopy(net)
     simulate.calibrate(simulate.attach(q), calib)
     outs = [q(x) for x in images]
-    return {k: sqnr_db([r[i] for r in ref], [o[i] for o in outs]) for i, k in enumerate(OUTPUTS)}
+    return {k: pooled_sqnr_db([r[i] for r in ref], [o[i] for o in outs]) for i, k in enumerate(OUTPUTS)}
 
 
 def model_row(name: str, weights, size: int, count: int) -> dict:

@@ -150,16 +150,12 @@ def _torch_up_to_stride(stride: int, upstream_only: bool = False) -> Callable[[o
 
 
 def _modules_up_to_stride(stride: int, upstream_only: bool = False) -> Callable[[list[tuple[str, int]], int], set[str]]:
-    """Eager convs have no input names: "upstream only" is read as "called before the first coarser conv"
-    (the backbone's first stages run before anything coarser exists)."""
+    """Eager convs have no input names: each is read as fed by the conv called before it, so "upstream only"
+    becomes "called before the first coarser conv" (the backbone's first stages run before anything coarser exists)."""
     def names(convs: list[tuple[str, int]], side: int) -> set[str]:
-        picked, coarse_seen = set(), False
-        for name, height in convs:
-            if height * stride >= side and not (upstream_only and coarse_seen):
-                picked.add(name)
-            else:
-                coarse_seen = True
-        return picked
+        previous = [""] + [name for name, _ in convs]
+        return set(_fine_ops([(name, {prev}, {name}, height) for prev, (name, height) in zip(previous, convs)],
+                             side, stride, upstream_only))
     return names
 
 
